@@ -20,7 +20,7 @@
 #define EC_CHECK_SEED		UINT64CONST(0x65635f66656564)	/* "ec_feed" */
 #define EC_HEADER_LEN		(1 + 1 + 8)
 #define EC_CHECK_LEN		4
-/* more in-progress xids than this in one snapshot means a forged cursor */
+/* more running xids than this in one snapshot means a forged cursor */
 #define EC_MAX_XIP			(1 << 24)
 
 static const char b64url[] =
@@ -244,7 +244,7 @@ get_mark(const uint8 **pos, const uint8 *end, EcMark *mark)
 		!ec_get_varint(pos, end, &width) || !ec_get_varint(pos, end, &nxip))
 		return false;
 	if (lo > PG_INT64_MAX || span > PG_INT64_MAX - lo ||
-		gap > mark->nxt || width > mark->nxt - gap ||
+		gap > mark->nxt || gap > EC_MAX_XIP || width > mark->nxt - gap ||
 		nxip > EC_MAX_XIP || nxip > (uint64) (end - *pos))
 		return false;
 	mark->lo = lo;
