@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The write path: INSERT and UPDATE latency on a tracked table (stamp and
+# history triggers) against the same table untracked, side by side in one
+# run, conditions interleaved; medians and ratios.
+#
+# Usage (as root, after `make install`): bash test/bench/write_path.sh [seconds]
+set -euo pipefail
+secs=${1:-5}
+reps=${REPS:-3}
+bindir=$(pg_config --bindir)
+dir=$(mktemp -d /tmp/ec_feed_wp.XXXXXX)
+chown postgres "$dir"
+port=5602
+as_pg() { runuser -u postgres -- "$@"; }
+cleanup() {
+	as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+as_pg "$bindir/initdb" -D "$dir/data" -A trust >/dev/null
+# commits are not what is measured: no fsync wait
+as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+	-o "-c listen_addresses= -c unix_socket_directories=$dir -p $port -c synchronous_commit=off" start >/dev/null
+export PGHOST=$dir PGPORT=$port PGUSER=postgres
+psql() { command psql -XqAt -v ON_ERROR_STOP=1 "$@"; }
+
+psql -d postgres <<'SQL'
+CREATE EXTENSION ec_feed;
+-- same columns: the untracked table carries ec_version/ec_xid too
+CREATE TABLE plain (id bigint PRIMARY KEY, name text, qty int, note text,
+					ec_version bigint NOT NULL DEFAULT 0, ec_xid xid8 NOT NULL DEFAULT '0');
+CREATE TABLE tracked (id bigint PRIMARY KEY, name text, qty int, note text);
+SELECT ec_feed.track('tracked');
+INSERT INTO plain (id, name, qty, note) SELECT g, 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
+INSERT INTO tracked (id, name, qty, note) SELECT g, 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
+CREATE SEQUENCE ids START 100000;
+VACUUM ANALYZE;
+SQL
+
+for t in plain tracked; do
+	echo "INSERT INTO $t (id, name, qty, note) VALUES (nextval('ids'), 'new', 1, repeat('y', 100));" > "$dir/insert_$t.sql"
+	printf '%s\n' '\set id random(1, 10000)' "UPDATE $t SET qty = qty + 1 WHERE id = :id;" > "$dir/update_$t.sql"
+done
+chown postgres "$dir"/*.sql
+
+declare -A samples
+for ((rep = 1; rep <= reps; rep++)); do
+	for op in insert update; do
+		for t in plain tracked; do
+			ms=$("$bindir/pgbench" -n -f "$dir/${op}_$t.sql" -T "$secs" -c 1 postgres 2>/dev/null |
+				awk '/latency average/ {print $4}')
+			samples["$op,$t"]+="$ms "
+		done
+	done
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+printf '%-8s %12s %12s %8s\n' "median" "untracked" "tracked" "ratio"
+for op in insert update; do
+	p=$(echo "${samples["$op,plain"]}" | median); t=$(echo "${samples["$op,tracked"]}" | median)
+	printf '%-8s %9s ms %9s ms %7.2fx\n' "$op" "$p" "$t" "$(echo "$t / $p" | bc -l)"
+done
