@@ -5,6 +5,9 @@
 -- §1 tracking
 ------------------------------------------------------------------------
 
+-- every role may call the functions; each checks the caller's rights itself
+GRANT USAGE ON SCHEMA ec_feed TO PUBLIC;
+
 -- One sequence hands out every version (and orders the feed). CACHE 1, so
 -- that its last value is the same for every backend: the feed scan reads it.
 CREATE SEQUENCE ec_feed.change_seq CACHE 1;
@@ -112,8 +115,8 @@ BEGIN
 	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
-	ELSIF NOT history THEN
-		EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_record ON %s', rel);
+	ELSIF NOT history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
+		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);
 	END IF;
 
 	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
@@ -200,6 +203,55 @@ LANGUAGE C STRICT VOLATILE;
 -- §3 tokens and conditional writes
 ------------------------------------------------------------------------
 
+-- The token of a row as read: SELECT t.*, ec_feed.row_token(t) FROM tab t.
+CREATE FUNCTION ec_feed.row_token(r anyelement) RETURNS text
+AS 'MODULE_PATHNAME', 'ec_feed_row_token'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+-- The current token of the row with this primary key (as the caller sees it), NULL if none.
+CREATE FUNCTION ec_feed.token(rel regclass, key jsonb) RETURNS text
+AS 'MODULE_PATHNAME', 'ec_feed_token'
+LANGUAGE C STRICT STABLE;
+
+CREATE TYPE ec_feed.write_result AS (
+	status text,			-- applied, merged, conflict, not_found, deleted
+	token text,				-- the row's newest token after the call
+	current jsonb,			-- the row now: after the write, or the conflicting state
+	requested jsonb,		-- the changes asked for, in the form current uses
+	conflicts text[],		-- columns changed since the token to another value
+	changed_since text[]	-- every column changed since the token; NULL if unknown
+);
+
+-- Run as the caller (not SECURITY DEFINER): privileges, RLS and triggers apply.
+CREATE FUNCTION ec_feed.update_if(rel regclass, key jsonb, token text, changes jsonb,
+								  merge boolean DEFAULT true)
+RETURNS ec_feed.write_result
+AS 'MODULE_PATHNAME', 'ec_feed_update_if'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION ec_feed.delete_if(rel regclass, key jsonb, token text)
+RETURNS ec_feed.write_result
+AS 'MODULE_PATHNAME', 'ec_feed_delete_if'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
 ------------------------------------------------------------------------
 -- §4 read-your-writes
 ------------------------------------------------------------------------
+
+-- Is the write a token names visible to a new snapshot on this server?
+CREATE FUNCTION ec_feed.token_status(token text) RETURNS text
+AS 'MODULE_PATHNAME', 'ec_feed_token_status'
+LANGUAGE C STRICT VOLATILE;
+
+-- Returns once the write is visible, else EC003 with a JSON errdetail. Waits
+-- up to wait_ms (publishing no xmin) only when it is a statement of its own
+-- in READ COMMITTED; a NULL token names no write.
+CREATE FUNCTION ec_feed.require_visible(token text, wait_ms int DEFAULT 0) RETURNS void
+AS 'MODULE_PATHNAME', 'ec_feed_require_visible'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- A row by key as the caller may read it: found / not_found / not_consistent.
+CREATE FUNCTION ec_feed.get(rel regclass, key jsonb, min_token text DEFAULT NULL)
+RETURNS TABLE(status text, data jsonb, token text)
+AS 'MODULE_PATHNAME', 'ec_feed_get'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE ROWS 1;

@@ -1,6 +1,6 @@
 /*
  * token.c
- *		Row-version tokens: their codec.
+ *		Row-version tokens: their codec, ec_feed.row_token() and ec_feed.token().
  *
  * A token is an envelope (see cursor.c) of kind 'T' holding the table's OID,
  * a 64-bit hash of the row's primary key, the row's version and the full
@@ -10,10 +10,21 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_proc.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "token.h"
 
 #define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
 
@@ -64,4 +75,178 @@ ec_token_decode(const char *text, EcToken *token)
 	token->relid = (Oid) relid;
 	token->version = (int64) version;
 	token->xid = FullTransactionIdFromU64(xid);
+}
+
+/* Is funcoid the function ec_feed.<name>? */
+static bool
+is_ec_function(Oid funcoid, Oid nspid, const char *name)
+{
+	HeapTuple	proctup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
+	bool		result = false;
+
+	if (HeapTupleIsValid(proctup))
+	{
+		Form_pg_proc proc = (Form_pg_proc) GETSTRUCT(proctup);
+
+		result = proc->pronamespace == nspid && strcmp(NameStr(proc->proname), name) == 0;
+		ReleaseSysCache(proctup);
+	}
+	return result;
+}
+
+/*
+ * Is the table tracked, i.e. does ec_feed.track()'s stamping trigger keep its
+ * versions? The relcache has the triggers at hand, so this costs no catalog
+ * scan. *history (if given) tells whether its changes are recorded.
+ */
+bool
+ec_rel_tracked(Relation rel, bool *history)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	bool		stamped = false;
+	bool		recorded = false;
+	Oid			nspid;
+
+	if (history)
+		*history = false;
+	if (rel->rd_rel->relkind != RELKIND_RELATION || trigdesc == NULL)
+		return false;
+	nspid = ec_feed_namespace();
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (trigger->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (!stamped && is_ec_function(trigger->tgfoid, nspid, "stamp"))
+			stamped = true;
+		else if (!recorded && is_ec_function(trigger->tgfoid, nspid, "record"))
+			recorded = true;
+	}
+	if (history)
+		*history = stamped && recorded;
+	return stamped;
+}
+
+void
+ec_require_tracked(Relation rel, bool *history)
+{
+	if (!ec_rel_tracked(rel, history))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not tracked by ec_feed", RelationGetRelationName(rel)),
+				 errdetail("Row tokens and conditional writes need the row versions that ec_feed.track() maintains."),
+				 errhint("Call ec_feed.track() on the table first.")));
+}
+
+/* Open a table that must be tracked; it stays locked until the transaction ends. */
+Relation
+ec_open_tracked(Oid relid, LOCKMODE lockmode, bool *history)
+{
+	Relation	rel = try_relation_open(relid, lockmode);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid),
+				 errdetail("It was dropped after the statement named it."),
+				 errhint("Name a table that exists.")));
+	ec_require_tracked(rel, history);
+	return rel;
+}
+
+/* The token of a row of a tracked table; key is its primary key if known. */
+char *
+ec_row_token_text(Relation rel, const EcRowShape *shape, HeapTuple tuple, Jsonb *key)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	EcToken		token;
+	bool		vnull;
+	bool		xnull;
+	Datum		version = heap_getattr(tuple, shape->version_attnum, desc, &vnull);
+	Datum		xid = heap_getattr(tuple, shape->xid_attnum, desc, &xnull);
+
+	/* a row built by hand (ROW(...)::t) rather than read from the table */
+	if (vnull || xnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("row of table \"%s\" has no version", RelationGetRelationName(rel)),
+				 errdetail("Its ec_version or ec_xid is NULL, so it was not read from the table."),
+				 errhint("Pass a row as read from the table, e.g. SELECT ec_feed.row_token(t) FROM tab t.")));
+	token.relid = RelationGetRelid(rel);
+	token.key_hash = ec_key_hash(key ? key : ec_row_key(rel, shape, tuple));
+	token.version = DatumGetInt64(version);
+	token.xid = DatumGetFullTransactionId(xid);
+	return ec_token_encode(&token);
+}
+
+static void
+not_a_tracked_row(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("argument of ec_feed.row_token() is not a row of a tracked table"),
+			 errdetail("%s", detail),
+			 errhint("Pass the whole row of a table that ec_feed.track() tracks, e.g. SELECT t.*, ec_feed.row_token(t) FROM tab t.")));
+}
+
+/*
+ * ec_feed.row_token(anyelement): the token of a row as read. The table comes
+ * from the row's composite type and the version from its managed columns, so
+ * no lookup of the row is needed.
+ */
+PG_FUNCTION_INFO_V1(ec_feed_row_token);
+
+Datum
+ec_feed_row_token(PG_FUNCTION_ARGS)
+{
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	HeapTupleHeader td;
+	HeapTupleData tuple;
+	Oid			relid;
+	Relation	rel;
+	EcRowShape	shape;
+	char	   *token;
+
+	if (!OidIsValid(argtype) || !type_is_rowtype(argtype))
+		not_a_tracked_row("It is not a row (a composite value).");
+	td = PG_GETARG_HEAPTUPLEHEADER(0);
+	relid = get_typ_typrelid(HeapTupleHeaderGetTypeId(td));
+	if (!OidIsValid(relid))
+		not_a_tracked_row("It is an anonymous record, not a row of a table's type.");
+
+	rel = relation_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		not_a_tracked_row("Its type is not that of a table.");
+	ec_require_tracked(rel, NULL);
+	ec_row_shape(rel, &shape, true);
+
+	tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = relid;
+	tuple.t_data = td;
+	token = ec_row_token_text(rel, &shape, &tuple, NULL);
+	relation_close(rel, NoLock);
+
+	PG_RETURN_TEXT_P(cstring_to_text(token));
+}
+
+/* ec_feed.token(rel regclass, key jsonb): the current token of a row, NULL if absent. */
+PG_FUNCTION_INFO_V1(ec_feed_token);
+
+Datum
+ec_feed_token(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Jsonb	   *key = PG_GETARG_JSONB_P(1);
+	Relation	rel;
+	char	   *token;
+
+	rel = ec_open_tracked(relid, AccessShareLock, NULL);
+	token = ec_current_token(rel, key);
+	relation_close(rel, NoLock);
+
+	if (token == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(cstring_to_text(token));
 }
