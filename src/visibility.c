@@ -1,0 +1,654 @@
+/*
+ * visibility.c
+ *		Read-your-writes across servers: is the write a token names visible
+ *		on this server (primary or hot standby) yet?
+ *
+ * A token carries the full xid (xid8) of the top-level transaction that
+ * wrote the row version. The write is visible when that xid is committed
+ * and not in progress in a fresh snapshot taken on this server. Comparing
+ * with the snapshot's xmin alone is wrong: a transaction above xmin may
+ * well have committed, and one below xmax may still run.
+ *
+ * On a hot standby the snapshot is built from the xids replayed so far
+ * (KnownAssignedXids): every running xid is in subxip, xip stays empty. So
+ * both lists are searched. A top-level xid is always listed itself, also
+ * when the snapshot's subxid lists overflowed, so no pg_subtrans lookup is
+ * needed (and the token holds only top-level xids).
+ *
+ * ec_feed.require_visible() can wait. While it sleeps it must not hold back
+ * vacuum on a primary or replay on a standby: a backend's published xmin
+ * (MyProc->xmin) does both, through recovery conflicts on a standby. A
+ * function runs inside a statement whose snapshot stays registered, so the
+ * wait withdraws the published xmin while it sleeps. That is only sound
+ * when nothing reads with an older snapshot afterwards; see
+ * can_wait_without_snapshot() for when that is so. Elsewhere it checks once.
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/plannodes.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/portal.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+#include "compat.h"
+#include "ec_feed.h"
+#include "token.h"
+
+/* the wait polls in steps growing from 1 ms to this */
+#define EC_WAIT_STEP_MAX_MS		10
+/* retry_after_ms suggested to clients: at least, and at most */
+#define EC_RETRY_MIN_MS			100
+#define EC_RETRY_MAX_MS			5000
+
+typedef enum EcWriteState
+{
+	EC_WRITE_VISIBLE,			/* committed and not running in the snapshot */
+	EC_WRITE_PENDING			/* running, or not replayed here yet */
+} EcWriteState;
+
+/*
+ * The full form of a 32-bit xid taken from a snapshot (or the clog horizon)
+ * that was read before next: it is at most next, and less than 2^31 behind.
+ */
+static FullTransactionId
+widen_xid(TransactionId xid, FullTransactionId next)
+{
+	uint64		n = U64FromFullTransactionId(next);
+	uint32		behind = XidFromFullTransactionId(next) - xid;	/* modulo 2^32 */
+
+	if (!TransactionIdIsNormal(xid) || behind > n)
+		return FullTransactionIdFromEpochAndXid(0, xid);
+	return FullTransactionIdFromU64(n - behind);
+}
+
+static bool
+xid_listed(TransactionId xid, const TransactionId *xids, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (TransactionIdEquals(xids[i], xid))
+			return true;
+	return false;
+}
+
+/*
+ * Is the write of transaction fxid visible in snapshot snap? The snapshot
+ * must have been taken before the call: the next xid, read here, is the
+ * reference for widening its 32-bit xids. Raises an error for a write that
+ * will never become visible here.
+ */
+static EcWriteState
+write_state(FullTransactionId fxid, Snapshot snap)
+{
+	TransactionId xid = XidFromFullTransactionId(fxid);
+	FullTransactionId next;
+	bool		committed;
+
+	/* rows that existed before tracking carry xid 0; special xids committed */
+	if (U64FromFullTransactionId(fxid) < FirstNormalTransactionId)
+		return EC_WRITE_VISIBLE;
+
+	next = ReadNextFullTransactionId();
+	if (FullTransactionIdFollowsOrEquals(fxid, next))
+	{
+		/* a standby has not replayed that far yet */
+		if (snap->takenDuringRecovery)
+			return EC_WRITE_PENDING;
+
+		/*
+		 * A primary never assigned it: the token comes from a history this
+		 * server does not share (a restore from an older backup, or writes
+		 * lost in a failover).
+		 */
+		ereport(ERROR,
+				(errcode(ERRCODE_EC_FOREIGN_CURSOR),
+				 errmsg("token is ahead of this server's transaction counter"),
+				 errdetail("It names transaction %llu, which this server has not assigned: the token was made before a restore from a backup, or its write was lost in a failover.",
+						   (unsigned long long) U64FromFullTransactionId(fxid)),
+				 errhint("Read the row again on this server to get a current token.")));
+	}
+
+	/* our own transaction's writes are visible to us */
+	if (FullTransactionIdEquals(fxid, GetTopFullTransactionIdIfAny()))
+		return EC_WRITE_VISIBLE;
+
+	/*
+	 * Not finished when the snapshot was taken: at or after its xmax
+	 * (running transactions can have xids above xmax, and they are not
+	 * listed), or listed as in progress.
+	 */
+	if (FullTransactionIdFollowsOrEquals(fxid, widen_xid(snap->xmax, next)))
+		return EC_WRITE_PENDING;
+	if (FullTransactionIdFollowsOrEquals(fxid, widen_xid(snap->xmin, next)) &&
+		(xid_listed(xid, snap->xip, snap->xcnt) ||
+		 xid_listed(xid, snap->subxip, snap->subxcnt)))
+		return EC_WRITE_PENDING;
+
+	/*
+	 * It ended before the snapshot: committed or rolled back, as the clog
+	 * says. The clog is kept back to oldestClogXid only; the lock keeps it
+	 * from being truncated under the lookup. An xid older than that is older
+	 * than every database's datfrozenxid: each row version it wrote has been
+	 * frozen (it committed) or removed (it aborted). Either way nothing about
+	 * it will change any more, so reading now shows its final outcome: it
+	 * counts as visible. (A token of a write rolled back that long ago is
+	 * then not recognised as such.)
+	 */
+	LWLockAcquire(XactTruncationLock, LW_SHARED);
+	if (FullTransactionIdPrecedes(fxid, widen_xid(ShmemVariableCache->oldestClogXid, next)))
+		committed = true;
+	else
+		committed = TransactionIdDidCommit(xid);
+	LWLockRelease(XactTruncationLock);
+
+	if (!committed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("token names a write that was rolled back"),
+				 errdetail("Transaction %llu, which wrote the row version the token names, did not commit: that version never existed.",
+						   (unsigned long long) U64FromFullTransactionId(fxid)),
+				 errhint("Read the row again to get a current token.")));
+	return EC_WRITE_VISIBLE;
+}
+
+/* The write's state in a snapshot taken now. */
+static EcWriteState
+write_state_now(FullTransactionId fxid)
+{
+	return write_state(fxid, GetLatestSnapshot());
+}
+
+static bool
+token_needs_check(const EcToken *token)
+{
+	return token->version != 0 && FullTransactionIdIsValid(token->xid);
+}
+
+/*
+ * Raise EC003. The errdetail is a JSON object for API servers to pass on
+ * to their clients (see the README): reason is a stable keyword, suggestion
+ * a sentence, retry_after_ms a delay worth waiting before a retry.
+ */
+static void
+not_consistent(const char *reason, const char *suggestion, int retry_after_ms,
+			   const char *hint)
+{
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfoString(&detail, "{\"code\":\"resource_not_consistent\",\"reason\":");
+	escape_json(&detail, reason);
+	appendStringInfoString(&detail, ",\"suggestion\":");
+	escape_json(&detail, suggestion);
+	appendStringInfo(&detail, ",\"retry_after_ms\":%d}", retry_after_ms);
+	ereport(ERROR,
+			(errcode(ERRCODE_EC_NOT_CONSISTENT),
+			 errmsg("resource not consistent"),
+			 errdetail_internal("%s", detail.data),
+			 errhint("%s", hint)));
+}
+
+/* Why a write is pending here: replay has not reached it, or it runs. */
+static const char *
+pending_reason(void)
+{
+	return RecoveryInProgress() ? "replica_behind" : "write_in_progress";
+}
+
+static const char *
+pending_suggestion(void)
+{
+	return RecoveryInProgress() ?
+		"Retry after retry_after_ms milliseconds, wait on the server with ec_feed.require_visible(token, wait_ms), or read from the primary." :
+		"Retry after retry_after_ms milliseconds: the write becomes visible when its transaction commits.";
+}
+
+static int
+retry_after(long waited_ms)
+{
+	return (int) Min(Max(waited_ms, EC_RETRY_MIN_MS), EC_RETRY_MAX_MS);
+}
+
+static bool
+inert_expr(Node *node)
+{
+	return node == NULL || IsA(node, Const) || IsA(node, Var) ||
+		(IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN);
+}
+
+/*
+ * May this call sleep with its backend's xmin withdrawn?
+ *
+ * Withdrawing it lets vacuum (or replay on a standby) remove row versions
+ * that snapshots taken before the wait still need. That is harmless only if
+ * none of those snapshots is used to read after the wait, so this allows it
+ * only when
+ *   - the isolation level is READ COMMITTED: a REPEATABLE READ or
+ *     SERIALIZABLE transaction keeps reading with its first snapshot (and
+ *     could not see a write that becomes visible during the wait anyway);
+ *   - the call is evaluated directly by the top-level statement, and that
+ *     statement does nothing else afterwards: a SELECT without FROM (or FROM
+ *     this function alone) whose other output columns are constants or
+ *     parameters, with no data-modifying WITH;
+ *   - apart from that statement's own snapshot no snapshot is registered
+ *     (an open cursor, an exported snapshot).
+ * Arguments are evaluated before the call, so they may be anything.
+ * In PL/pgSQL, inside a larger query, or in REPEATABLE READ the function
+ * checks once and does not wait.
+ */
+static bool
+can_wait_without_snapshot(FunctionCallInfo fcinfo)
+{
+	Node	   *self = fcinfo->flinfo ? fcinfo->flinfo->fn_expr : NULL;
+	Portal		portal = ActivePortal;
+	PlannedStmt *stmt;
+	Plan	   *plan;
+	bool		found = false;
+	ListCell   *lc;
+
+	if (IsolationUsesXactSnapshot() || self == NULL || portal == NULL ||
+		portal->status != PORTAL_ACTIVE || portal->strategy != PORTAL_ONE_SELECT ||
+		list_length(portal->stmts) != 1)
+		return false;
+	stmt = linitial_node(PlannedStmt, portal->stmts);
+	if (stmt->commandType != CMD_SELECT || stmt->hasModifyingCTE)
+		return false;
+	plan = stmt->planTree;
+	if (plan == NULL || outerPlan(plan) != NULL || innerPlan(plan) != NULL ||
+		plan->qual != NIL)
+		return false;
+
+	if (IsA(plan, Result))
+	{
+		if (((Result *) plan)->resconstantqual != NULL)
+			return false;
+		foreach(lc, plan->targetlist)
+		{
+			Node	   *expr = (Node *) lfirst_node(TargetEntry, lc)->expr;
+
+			if (expr == self)
+				found = true;
+			else if (!inert_expr(expr))
+				return false;
+		}
+	}
+	else if (IsA(plan, FunctionScan))
+	{
+		List	   *functions = ((FunctionScan *) plan)->functions;
+
+		if (list_length(functions) != 1 ||
+			linitial_node(RangeTblFunction, functions)->funcexpr != self)
+			return false;
+		found = true;
+		foreach(lc, plan->targetlist)
+			if (!inert_expr((Node *) lfirst_node(TargetEntry, lc)->expr))
+				return false;
+	}
+	if (!found)
+		return false;
+
+	/* the catalog snapshot is rebuilt on demand; only the statement's may remain */
+	InvalidateCatalogSnapshot();
+	return ThereAreNoPriorRegisteredSnapshots();
+}
+
+/*
+ * Wait up to wait_ms for the write to become visible, in short steps on the
+ * process latch, taking a fresh snapshot after each. Between the checks the
+ * backend publishes no xmin. Returns whether it became visible; *waited_ms
+ * tells how long it waited.
+ */
+static bool
+wait_until_visible(FullTransactionId fxid, int wait_ms, long *waited_ms)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
+	long		step = 1;
+	bool		visible = false;
+
+	for (;;)
+	{
+		long		remaining;
+		int			rc;
+
+		/*
+		 * Withdraw the xmin this backend publishes: vacuum and, on a
+		 * standby, replay of cleanup records need not wait for us. The next
+		 * check's snapshot publishes a fresh one for a moment (in
+		 * GetSnapshotData, under ProcArrayLock); being fresh, it is newer
+		 * than what vacuum may remove or replay may clean up at that time.
+		 */
+		MyProc->xmin = InvalidTransactionId;
+
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					   Min(step, remaining), PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+			ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		step = Min(step * 2, EC_WAIT_STEP_MAX_MS);
+
+		if (write_state_now(fxid) == EC_WRITE_VISIBLE)
+		{
+			visible = true;
+			break;
+		}
+	}
+	*waited_ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+	return visible;
+}
+
+/*
+ * ec_feed.token_status(token text) returns text
+ *
+ * 'visible' when the write the token names is visible to a new snapshot on
+ * this server, 'pending' when not yet. In a REPEATABLE READ transaction a
+ * 'visible' write may still be invisible to that transaction's snapshot.
+ */
+PG_FUNCTION_INFO_V1(ec_feed_token_status);
+Datum
+ec_feed_token_status(PG_FUNCTION_ARGS)
+{
+	EcToken		token;
+	bool		visible;
+
+	ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &token);
+	visible = !token_needs_check(&token) ||
+		write_state_now(token.xid) == EC_WRITE_VISIBLE;
+	PG_RETURN_TEXT_P(cstring_to_text(visible ? "visible" : "pending"));
+}
+
+/*
+ * ec_feed.require_visible(token text, wait_ms int DEFAULT 0) returns void
+ *
+ * Returns once the token's write is visible to the statements that follow
+ * (a new snapshot in READ COMMITTED, the transaction's snapshot in
+ * REPEATABLE READ and SERIALIZABLE); waits up to wait_ms for it where it
+ * can do so without holding back vacuum or replay; else raises EC003. A
+ * NULL token names no write: nothing to wait for.
+ */
+PG_FUNCTION_INFO_V1(ec_feed_require_visible);
+Datum
+ec_feed_require_visible(PG_FUNCTION_ARGS)
+{
+	EcToken		token;
+	int			wait_ms = PG_ARGISNULL(1) ? 0 : PG_GETARG_INT32(1);
+	long		waited_ms = 0;
+
+	if (wait_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait_ms must not be negative"),
+				 errhint("Pass 0 to check without waiting.")));
+	if (PG_ARGISNULL(0))
+		PG_RETURN_VOID();
+	ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &token);
+	if (!token_needs_check(&token))
+		PG_RETURN_VOID();
+
+	if (IsolationUsesXactSnapshot())
+	{
+		/* the rest of this transaction reads with its first snapshot */
+		if (write_state(token.xid, GetTransactionSnapshot()) == EC_WRITE_VISIBLE)
+			PG_RETURN_VOID();
+		if (write_state_now(token.xid) == EC_WRITE_VISIBLE)
+			not_consistent("transaction_snapshot",
+						   "Retry in a new transaction: this one reads with a snapshot taken before the write became visible here.",
+						   0,
+						   "A REPEATABLE READ or SERIALIZABLE transaction keeps the snapshot it started with; start a new transaction to see the write.");
+		not_consistent(pending_reason(),
+					   "Retry in a new transaction after retry_after_ms milliseconds.",
+					   retry_after(0),
+					   "ec_feed.require_visible() does not wait in a REPEATABLE READ or SERIALIZABLE transaction: that transaction could not see the write anyway.");
+	}
+
+	if (write_state_now(token.xid) == EC_WRITE_VISIBLE)
+		PG_RETURN_VOID();
+	if (wait_ms > 0)
+	{
+		if (!can_wait_without_snapshot(fcinfo))
+			not_consistent(pending_reason(), pending_suggestion(), retry_after(0),
+						   "ec_feed.require_visible() waits only when it is a statement of its own (SELECT ec_feed.require_visible($1, $2)) in a READ COMMITTED transaction without open cursors; here it checked once.");
+		if (wait_until_visible(token.xid, wait_ms, &waited_ms))
+			PG_RETURN_VOID();
+	}
+	not_consistent(pending_reason(), pending_suggestion(), retry_after(waited_ms),
+				   wait_ms > 0 ?
+				   "The write did not become visible on this server within wait_ms; retry later or read from the primary." :
+				   "Retry later, pass wait_ms to wait on the server, or read from the primary.");
+	PG_RETURN_VOID();			/* not reached */
+}
+
+/*
+ * Check that key is a JSON object whose members are exactly the primary key
+ * columns of rel.
+ */
+static void
+check_key(Relation rel, const EcRowShape *shape, Jsonb *key)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (!JB_ROOT_IS_OBJECT(key))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key must be a JSON object"),
+				 errdetail("A key names a row by its primary key columns, as in {\"id\": 1}."),
+				 errhint("Pass the key as ec_feed.read() returns it.")));
+	for (int i = 0; i < shape->nkeys; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname);
+
+		if (getKeyJsonValueFromContainer(&key->root, name, strlen(name), NULL) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key lacks primary key column \"%s\" of table \"%s\"",
+							name, RelationGetRelationName(rel)),
+					 errdetail("A key names a row by all of its primary key columns."),
+					 errhint("Pass the key as ec_feed.read() returns it.")));
+	}
+	if (JsonContainerSize(&key->root) != shape->nkeys)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key has members that are not primary key columns of table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("A key names a row by its primary key columns only."),
+				 errhint("Pass the key as ec_feed.read() returns it.")));
+}
+
+/*
+ * The query get() runs as the caller: the row by its key, as a whole-row
+ * value in the table's own row type, and the key normalised to the form
+ * ec_row_key() gives (so that its hash matches the token's). jsonb_to_record
+ * converts the key's values as jsonb_populate_record does.
+ */
+static char *
+get_query(Relation rel, const EcRowShape *shape)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	StringInfoData q;
+
+	initStringInfo(&q);
+	appendStringInfoString(&q, "SELECT ec_feed_row, pg_catalog.jsonb_build_object(");
+	for (int i = 0; i < shape->nkeys; i++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname);
+
+		appendStringInfo(&q, "%s%s, ec_feed_key.%s", i > 0 ? ", " : "",
+						 quote_literal_cstr(name), quote_identifier(name));
+	}
+	appendStringInfoString(&q, ") FROM pg_catalog.jsonb_to_record($1) AS ec_feed_key(");
+	for (int i = 0; i < shape->nkeys; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, shape->key_attnums[i] - 1);
+
+		appendStringInfo(&q, "%s%s %s", i > 0 ? ", " : "",
+						 quote_identifier(NameStr(att->attname)),
+						 format_type_extended(att->atttypid, att->atttypmod,
+											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
+	}
+	appendStringInfo(&q, ") LEFT JOIN ONLY %s AS ec_feed_row ON ",
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)));
+	for (int i = 0; i < shape->nkeys; i++)
+	{
+		const char *name = quote_identifier(NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname));
+
+		appendStringInfo(&q, "%sec_feed_row.%s = ec_feed_key.%s", i > 0 ? " AND " : "", name, name);
+	}
+	return q.data;
+}
+
+static void
+token_mismatch(Relation rel)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_EC_TOKEN_MISMATCH),
+			 errmsg("token belongs to another row or table"),
+			 errdetail("min_token was not made for this row of table \"%s\".",
+					   RelationGetRelationName(rel)),
+			 errhint("Pass the token of the row that is read.")));
+}
+
+/*
+ * ec_feed.get(rel regclass, key jsonb, min_token text DEFAULT NULL)
+ *		returns TABLE(status text, data jsonb, token text)
+ *
+ * One row: 'found' with the row (managed columns left out) and its current
+ * token; 'not_found' when there is no such row and min_token's write (if
+ * any) is visible; 'not_consistent' when min_token's write is not visible
+ * yet. The row is read as the caller (privileges and row-level security
+ * apply), with the snapshot the visibility check used. NULL rel or key:
+ * no row, as for a strict function.
+ */
+PG_FUNCTION_INFO_V1(ec_feed_get);
+Datum
+ec_feed_get(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid;
+	Jsonb	   *key;
+	bool		have_token = !PG_ARGISNULL(2);
+	EcToken		token;
+	Relation	rel;
+	EcRowShape	shape;
+	Snapshot	snap;
+	SPIPlanPtr	plan;
+	Oid			argtypes[1] = {JSONBOID};
+	Datum		args[1];
+	Datum		values[3];
+	bool		nulls[3] = {false, true, true};
+	const char *status;
+	bool		row_null;
+	bool		key_null;
+	Datum		row;
+	Datum		key_datum;
+	HeapTupleData tuple;
+
+	ec_set_materialized_srf(fcinfo);
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		return (Datum) 0;
+	relid = PG_GETARG_OID(0);
+	key = PG_GETARG_JSONB_P(1);
+	if (have_token)
+		ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(2)), &token);
+
+	/*
+	 * The query below checks privileges and row-level security in full;
+	 * this only keeps a caller who may read nothing of the table from
+	 * locking it.
+	 */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck_all(relid, GetUserId(), ACL_SELECT, ACLMASK_ANY) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, get_rel_name(relid));
+
+	rel = relation_open(relid, AccessShareLock);
+	ec_require_tracked(rel, NULL);
+	ec_row_shape(rel, &shape, true);
+	check_key(rel, &shape, key);
+	if (have_token && token.relid != relid)
+		token_mismatch(rel);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	/*
+	 * One snapshot for the check and the read: a new one in READ COMMITTED,
+	 * the transaction's in REPEATABLE READ, whose later reads see no more.
+	 */
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	plan = SPI_prepare(get_query(rel, &shape), 1, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	args[0] = JsonbPGetDatum(key);
+	if (SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 2) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "ec_feed.get() read " UINT64_FORMAT " rows for one key", SPI_processed);
+
+	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &row_null);
+	key_datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &key_null);
+	if (!row_null)
+	{
+		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
+
+		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
+		ItemPointerSetInvalid(&tuple.t_self);
+		tuple.t_tableOid = relid;
+		tuple.t_data = td;
+	}
+
+	/*
+	 * The token names the row by the hash of its key as stored, which can
+	 * differ from the key asked for (say, in case under citext); for a row
+	 * that is not there, the key asked for, normalised.
+	 */
+	if (have_token &&
+		token.key_hash != ec_key_hash(row_null ? DatumGetJsonbP(key_datum) :
+									  ec_row_key(rel, &shape, &tuple)))
+		token_mismatch(rel);
+
+	if (have_token && token_needs_check(&token) &&
+		write_state(token.xid, snap) == EC_WRITE_PENDING)
+		status = "not_consistent";
+	else if (row_null)
+		status = "not_found";
+	else
+	{
+		status = "found";
+		values[1] = JsonbPGetDatum(ec_row_data(rel, &shape, &tuple));
+		/* the token ec_feed.row_token() gives for this row */
+		values[2] = CStringGetTextDatum(ec_row_token_text(rel, &shape, &tuple, NULL));
+		nulls[1] = nulls[2] = false;
+	}
+	values[0] = CStringGetTextDatum(status);
+	/* the tuplestore copies the values out of SPI's memory */
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+	UnregisterSnapshot(snap);
+	SPI_finish();
+	relation_close(rel, NoLock);
+	return (Datum) 0;
+}
