@@ -84,6 +84,7 @@ typedef struct EcChange
 } EcChange;
 
 extern void ec_history_append(const EcChange *change);
+extern bool ec_history_has_later(Oid relid, Jsonb *key, int64 version);
 
 /* cursor.c: the sealed envelope shared by cursors and tokens */
 extern void ec_put_varint(StringInfo buf, uint64 value);

@@ -12,11 +12,15 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relscan.h"
 #include "access/table.h"
+#include "access/tableam.h"
+#include "utils/snapmgr.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "executor/tuptable.h"
 #include "utils/array.h"
+#include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/xid8.h"
 
@@ -71,4 +75,38 @@ ec_history_append(const EcChange *change)
 	ExecDropSingleTupleTableSlot(slot);
 	heap_freetuple(tuple);
 	table_close(history, RowExclusiveLock);
+}
+
+/*
+ * Does the history hold a change of this row with a version above `version`?
+ *
+ * An INSERT draws its version in the BEFORE trigger, ahead of the unique
+ * check. If another transaction was deleting the same key, the insert waited
+ * for it there and now follows a delete whose version is higher. The caller
+ * then records the insert under a fresh version, so that the feed returns the
+ * key's changes in the order they were made (G3). The deleter has committed
+ * (else the unique check would still wait or have failed), so SnapshotSelf
+ * sees its change.
+ */
+bool
+ec_history_has_later(Oid relid, Jsonb *key, int64 version)
+{
+	Relation	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
+	Relation	index = index_open(ec_feed_relid(EC_HISTORY_KEY_IDX), AccessShareLock);
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	TupleTableSlot *slot = table_slot_create(history, NULL);
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(key));
+	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(version));
+	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	table_close(history, AccessShareLock);
+	return found;
 }
