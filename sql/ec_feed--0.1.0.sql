@@ -48,9 +48,11 @@ CREATE INDEX history_xid_seq_idx ON ec_feed.history (xid, seq);
 CREATE INDEX history_rel_key_idx ON ec_feed.history (relid, key, seq);
 REVOKE ALL ON ec_feed.history FROM PUBLIC;
 
+-- a dropped table leaves its row behind (no event trigger); hide it
 CREATE VIEW ec_feed.tracked AS
-	SELECT relid AS rel, key_columns, history, tracked_at
-	FROM ec_feed.tracked_rel;
+	SELECT t.relid AS rel, t.key_columns, t.history, t.tracked_at
+	FROM ec_feed.tracked_rel t
+	WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid);
 GRANT SELECT ON ec_feed.tracked TO PUBLIC;
 
 CREATE FUNCTION ec_feed.stamp() RETURNS trigger
@@ -105,7 +107,7 @@ BEGIN
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
 
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
-		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE ON %s '
+		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN

@@ -9,7 +9,14 @@
  *
  * zz_ec_feed_record (AFTER INSERT OR UPDATE OR DELETE, row) appends the change
  * to the history. AFTER triggers fire only for rows really written, so an
- * INSERT that turns into ON CONFLICT DO UPDATE records just the update.
+ * INSERT that turns into ON CONFLICT DO UPDATE records just the update, and a
+ * delete that another trigger cancels records nothing.
+ *
+ * A delete's version (also the old key's, when an UPDATE changes the key) is
+ * drawn by the stamp trigger under the row lock, in statement order, and kept
+ * until the AFTER trigger records it. Drawn only at the end of the statement,
+ * it would follow the versions of rows the same statement inserts later, e.g.
+ * the key's new row in WITH d AS (DELETE ...) INSERT ... .
  *
  * zz_ec_feed_truncate_guard (BEFORE TRUNCATE) refuses TRUNCATE, which would
  * remove rows without a record a consumer could follow.
@@ -24,6 +31,8 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/xid8.h"
 
@@ -32,6 +41,116 @@
 void		_PG_init(void);
 
 static bool allow_truncate = false;
+
+/* versions drawn for deletes by the stamp trigger, until recorded */
+typedef struct PendingDeleteKey
+{
+	Oid			relid;
+	ItemPointerData tid;
+} PendingDeleteKey;
+
+typedef struct PendingDelete
+{
+	PendingDeleteKey key;
+	int64		seq;
+} PendingDelete;
+
+static HTAB *pending_deletes = NULL;	/* in TopTransactionContext */
+
+static void
+forget_pending_deletes(XactEvent event, void *arg)
+{
+	/* its memory goes with TopTransactionContext */
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+		pending_deletes = NULL;
+}
+
+/* Draw the version of the delete of this row version, to be recorded later. */
+static void
+draw_delete_version(Relation rel, HeapTuple oldtup)
+{
+	PendingDeleteKey key;
+	PendingDelete *entry;
+
+	if (pending_deletes == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(PendingDeleteKey);
+		ctl.entrysize = sizeof(PendingDelete);
+		ctl.hcxt = TopTransactionContext;
+		pending_deletes = hash_create("ec_feed pending deletes", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.relid = RelationGetRelid(rel);
+	key.tid = oldtup->t_self;
+	entry = hash_search(pending_deletes, &key, HASH_ENTER, NULL);
+	entry->seq = ec_feed_next_version();
+}
+
+/* The version drawn for the delete of this row version; drawn now if none. */
+static int64
+take_delete_version(Relation rel, HeapTuple oldtup)
+{
+	PendingDeleteKey key;
+	PendingDelete *entry;
+	bool		found = false;
+	int64		seq = 0;
+
+	if (pending_deletes != NULL)
+	{
+		memset(&key, 0, sizeof(key));
+		key.relid = RelationGetRelid(rel);
+		key.tid = oldtup->t_self;
+		entry = hash_search(pending_deletes, &key, HASH_FIND, &found);
+		if (found)
+		{
+			seq = entry->seq;
+			hash_search(pending_deletes, &key, HASH_REMOVE, NULL);
+		}
+	}
+	return found ? seq : ec_feed_next_version();
+}
+
+/* Does the table record history, i.e. has it the record trigger? */
+static bool
+records_history(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
+		if (strcmp(trigdesc->triggers[i].tgname, "zz_ec_feed_record") == 0 &&
+			trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED)
+			return true;
+	return false;
+}
+
+/* Does the update change a primary key column? */
+static bool
+changes_key(Relation rel, HeapTuple oldtup, HeapTuple newtup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Bitmapset  *keyattrs = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	int			i = -1;
+
+	while ((i = bms_next_member(keyattrs, i)) >= 0)
+	{
+		AttrNumber	attnum = i + FirstLowInvalidHeapAttributeNumber;
+		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+		bool		oldnull;
+		bool		newnull;
+		Datum		oldval = heap_getattr(oldtup, attnum, desc, &oldnull);
+		Datum		newval = heap_getattr(newtup, attnum, desc, &newnull);
+
+		if (oldnull != newnull ||
+			(!oldnull && !datum_image_eq(oldval, newval, att->attbyval, att->attlen)))
+			return true;
+	}
+	return false;
+}
 
 void
 _PG_init(void)
@@ -47,6 +166,7 @@ _PG_init(void)
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("ec_feed");
 #endif
+	RegisterXactCallback(forget_pending_deletes, NULL);
 }
 
 static TriggerData *
@@ -77,9 +197,18 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 	FullTransactionId xid;
 
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		elog(ERROR, "ec_feed.stamp() must be a BEFORE INSERT OR UPDATE row trigger");
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		elog(ERROR, "ec_feed.stamp() must be a BEFORE row trigger");
+
+	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+	{
+		if (records_history(rel))
+		{
+			(void) GetTopFullTransactionId();
+			draw_delete_version(rel, trigdata->tg_trigtuple);
+		}
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
 
 	tuple = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ?
 		trigdata->tg_newtuple : trigdata->tg_trigtuple;
@@ -95,31 +224,16 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 
 	/* the xid first: a version drawn later belongs to a known transaction */
 	xid = GetTopFullTransactionId();
+	/* an update that changes the key deletes the old key first */
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && records_history(rel) &&
+		changes_key(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple))
+		draw_delete_version(rel, trigdata->tg_trigtuple);
 	columns[0] = version_attnum;
 	values[0] = Int64GetDatum(ec_feed_next_version());
 	columns[1] = xid_attnum;
 	values[1] = FullTransactionIdGetDatum(xid);
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 2, columns, values, nulls));
-}
-
-/* Do old and new agree on every primary key column? */
-static bool
-same_key(TupleDesc desc, const EcRowShape *shape, HeapTuple oldtup, HeapTuple newtup)
-{
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, shape->key_attnums[i] - 1);
-		bool		oldnull;
-		bool		newnull;
-		Datum		oldval = heap_getattr(oldtup, att->attnum, desc, &oldnull);
-		Datum		newval = heap_getattr(newtup, att->attnum, desc, &newnull);
-
-		if (oldnull != newnull ||
-			(!oldnull && !datum_image_eq(oldval, newval, att->attbyval, att->attlen)))
-			return false;
-	}
-	return true;
 }
 
 /* The names of the non-managed columns whose stored value differs. */
@@ -207,14 +321,14 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
 		HeapTuple	newtup = trigdata->tg_newtuple;
 
-		if (!same_key(desc, &shape, oldtup, newtup))
+		if (changes_key(rel, oldtup, newtup))
 		{
 			/*
 			 * The key changed: to a consumer that stores rows by key this is
 			 * the old key's delete and the new key's insert.
 			 */
 			change.op = EC_OP_DELETE;
-			change.seq = ec_feed_next_version();
+			change.seq = take_delete_version(rel, oldtup);
 			change.key = ec_row_key(rel, &shape, oldtup);
 			change.data = ec_row_data(rel, &shape, oldtup);
 			ec_history_append(&change);
@@ -236,9 +350,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	oldtup = trigdata->tg_trigtuple;
 
-		/* drawn under the row lock, which the deleting transaction holds */
 		change.op = EC_OP_DELETE;
-		change.seq = ec_feed_next_version();
+		change.seq = take_delete_version(rel, oldtup);
 		change.key = ec_row_key(rel, &shape, oldtup);
 		change.data = ec_row_data(rel, &shape, oldtup);
 	}
