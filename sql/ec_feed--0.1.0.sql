@@ -70,6 +70,12 @@ DECLARE
 	keys name[];
 	kind "char";
 BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.track() needs the table to track.',
+				  HINT = 'Pass the table, e.g. ec_feed.track(''items'').';
+	END IF;
 	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = rel;
 	IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
 		RAISE EXCEPTION 'cannot track "%"', rel
@@ -109,6 +115,8 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
+		-- also when session_replication_role = replica (logical replication apply)
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
@@ -117,6 +125,7 @@ BEGIN
 	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
 	ELSIF NOT history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);
 	END IF;
@@ -134,6 +143,12 @@ RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.untrack() needs the table to stop tracking.',
+				  HINT = 'Pass the table, e.g. ec_feed.untrack(''items'').';
+	END IF;
 	PERFORM ec_feed._check_owner(rel);
 	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel WHERE relid = rel) THEN
 		RAISE EXCEPTION 'table "%" is not tracked', rel
@@ -146,6 +161,10 @@ BEGIN
 	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_truncate_guard ON %s', rel);
 	IF drop_columns THEN
 		EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS ec_version, DROP COLUMN IF EXISTS ec_xid', rel);
+	ELSE
+		-- nothing fills the NOT NULL columns any more: plain INSERTs get 0
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0, '
+					   'ALTER COLUMN ec_xid SET DEFAULT ''0''', rel);
 	END IF;
 	DELETE FROM ec_feed.tracked_rel WHERE relid = rel;
 END;
@@ -183,7 +202,9 @@ BEGIN
 				  DETAIL = 'ec_feed manages this column and needs it to have its own type.',
 				  HINT = 'Rename or drop the column, then call ec_feed.track() again.';
 	ELSE
-		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', rel, col);
+		-- the trigger writes it (a default left by untrack() would hide a missing trigger)
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL, ALTER COLUMN %I DROP DEFAULT',
+					   rel, col, col);
 	END IF;
 END;
 $$;

@@ -236,6 +236,7 @@ check_rels(FeedScan *fs, ArrayType *rels)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("rels must not contain NULL"),
+					 errdetail("Each element of rels names a table whose changes to return."),
 					 errhint("Pass the tables to read, or NULL for every table you may read.")));
 		relid = DatumGetObjectId(elems[i]);
 		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
@@ -470,6 +471,7 @@ ec_feed_read(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_rows must be at least 1"),
+				 errdetail("Every page returns at most max_rows changes and one progress row."),
 				 errhint("Pass the most rows one page may return, e.g. 1000.")));
 	max_rows = PG_GETARG_INT32(1);
 	refuse_in_recovery();

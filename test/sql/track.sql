@@ -531,15 +531,23 @@ SELECT ec_feed.untrack('trk_gone');
 SELECT * FROM trk_triggers('trk_gone');
 SELECT * FROM trk_columns('trk_gone');
 SELECT count(*) FROM ec_feed.tracked WHERE rel = 'trk_gone'::regclass;
--- writes are no longer stamped or recorded
+-- writes are no longer stamped or recorded; plain INSERTs get version 0
 UPDATE trk_gone SET v = 'A', ec_version = 1 WHERE id = 1;
 SELECT id, v, ec_version FROM trk_gone WHERE id = 1;
+INSERT INTO trk_gone (id, v) VALUES (3, 'c');
+SELECT id, v, ec_version, ec_xid FROM trk_gone WHERE id = 3;
+DELETE FROM trk_gone WHERE id = 3;
 SELECT * FROM trk_feed();
 -- the recorded history stays: readable with rels NULL; naming the table in
 -- rels is refused, as it is not tracked any more
 SELECT count(*) FROM ec_feed.history WHERE relid = 'trk_gone'::regclass;
 SELECT op, rel, key, data, changed FROM ec_feed.read(:'trk_gone_from', 100);
 SELECT count(*) FROM ec_feed.read(:'trk_gone_from', 100, '{trk_gone}');
+\echo :LAST_ERROR_SQLSTATE
+-- NULL
+SELECT ec_feed.track(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT ec_feed.untrack(NULL);
 \echo :LAST_ERROR_SQLSTATE
 -- untrack of a table not tracked
 SELECT ec_feed.untrack('trk_gone');
@@ -548,15 +556,29 @@ SELECT ec_feed.untrack('trk_nopk');
 \echo :LAST_ERROR_SQLSTATE
 -- TRUNCATE is allowed again
 TRUNCATE trk_gone;
--- tracked again, then untracked with drop_columns
+-- tracked again (the default untrack() set is gone), then untracked with drop_columns
 INSERT INTO trk_gone VALUES (5, 'e', 0, '0');
 SELECT ec_feed.track('trk_gone');
+SELECT attname, pg_get_expr(d.adbin, d.adrelid) AS default_expr
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = 'trk_gone'::regclass AND a.attname IN ('ec_version', 'ec_xid') ORDER BY attname;
 SELECT * FROM trk_triggers('trk_gone');
 SELECT ec_feed.untrack('trk_gone', drop_columns => true);
 SELECT * FROM trk_columns('trk_gone');
 SELECT * FROM trk_triggers('trk_gone');
 SELECT * FROM trk_gone;
 SELECT count(*) FROM ec_feed.tracked WHERE rel = 'trk_gone'::regclass;
+
+------------------------------------------------------------------------
+-- logical replication apply runs with session_replication_role = replica:
+-- the triggers are ENABLE ALWAYS, so its writes are stamped and recorded
+------------------------------------------------------------------------
+SET session_replication_role = replica;
+INSERT INTO trk_items VALUES (70, 'replicated', 70);
+UPDATE trk_items SET qty = 71 WHERE id = 70;
+DELETE FROM trk_items WHERE id = 70;
+RESET session_replication_role;
+SELECT op, key, data, changed, note FROM trk_feed();
 
 ------------------------------------------------------------------------
 -- the whole run: the replica equals every table it follows
