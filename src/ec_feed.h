@@ -58,7 +58,6 @@ extern int64 ec_feed_next_version(void);
 /* rowjson.c: row images as jsonb */
 typedef struct EcRowShape
 {
-	int			natts;
 	AttrNumber	version_attnum;		/* ec_version, or InvalidAttrNumber */
 	AttrNumber	xid_attnum;			/* ec_xid, or InvalidAttrNumber */
 	int			nkeys;

@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -56,6 +57,7 @@
 
 #include "compat.h"
 #include "ec_feed.h"
+#include "token.h"
 
 #define FEED_COLUMNS	8
 
@@ -169,31 +171,6 @@ mark_sees(const EcMark *mark, uint64 xid)
 	return bsearch(&xid, mark->xip, mark->nxip, sizeof(uint64), compare_xid) == NULL;
 }
 
-static bool
-is_tracked_with_history(Oid relid, bool *history)
-{
-	Relation	tracked = table_open(ec_feed_relid(EC_TRACKED_REL), AccessShareLock);
-	TableScanDesc scan = table_beginscan(tracked, GetActiveSnapshot(), 0, NULL);
-	TupleTableSlot *slot = table_slot_create(tracked, NULL);
-	bool		found = false;
-
-	/* a handful of rows: a sequential scan is the cheapest */
-	while (!found && table_scan_getnextslot(scan, ForwardScanDirection, slot))
-	{
-		bool		isnull;
-
-		if (DatumGetObjectId(slot_getattr(slot, 1, &isnull)) == relid)
-		{
-			found = true;
-			*history = DatumGetBool(slot_getattr(slot, 3, &isnull));
-		}
-	}
-	ExecDropSingleTupleTableSlot(slot);
-	table_endscan(scan);
-	table_close(tracked, AccessShareLock);
-	return found;
-}
-
 /* May the caller read the whole table, without row-level security? */
 static bool
 caller_may_read(Oid relid)
@@ -230,6 +207,8 @@ check_rels(FeedScan *fs, ArrayType *rels)
 	for (int i = 0; i < n; i++)
 	{
 		Oid			relid;
+		Relation	rel;
+		bool		tracked;
 		bool		history;
 
 		if (nulls[i])
@@ -244,7 +223,10 @@ check_rels(FeedScan *fs, ArrayType *rels)
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("relation with OID %u does not exist", relid),
 					 errhint("Pass tables that exist.")));
-		if (!is_tracked_with_history(relid, &history))
+		rel = relation_open(relid, AccessShareLock);
+		tracked = ec_rel_tracked(rel, &history);
+		relation_close(rel, AccessShareLock);
+		if (!tracked)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),

@@ -56,7 +56,6 @@ ec_row_shape(Relation rel, EcRowShape *shape, bool require_managed)
 	HeapTuple	indtup;
 	Form_pg_index index;
 
-	shape->natts = desc->natts;
 	ec_managed_attnums(desc, &shape->version_attnum, &shape->xid_attnum);
 	if (require_managed &&
 		(shape->version_attnum == InvalidAttrNumber || shape->xid_attnum == InvalidAttrNumber))

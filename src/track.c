@@ -37,6 +37,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "token.h"
 
 void		_PG_init(void);
 
@@ -115,17 +116,13 @@ take_delete_version(Relation rel, HeapTuple oldtup)
 	return found ? seq : ec_feed_next_version();
 }
 
-/* Does the table record history, i.e. has it the record trigger? */
+/* Does the table record history? */
 static bool
 records_history(Relation rel)
 {
-	TriggerDesc *trigdesc = rel->trigdesc;
+	bool		history;
 
-	for (int i = 0; trigdesc && i < trigdesc->numtriggers; i++)
-		if (strcmp(trigdesc->triggers[i].tgname, "zz_ec_feed_record") == 0 &&
-			trigdesc->triggers[i].tgenabled != TRIGGER_DISABLED)
-			return true;
-	return false;
+	return ec_rel_tracked(rel, &history) && history;
 }
 
 /* Does the update change a primary key column? */
