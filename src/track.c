@@ -222,8 +222,9 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 	/* the xid first: a version drawn later belongs to a known transaction */
 	xid = GetTopFullTransactionId();
 	/* an update that changes the key deletes the old key first */
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) && records_history(rel) &&
-		changes_key(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple))
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+		changes_key(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple) &&
+		records_history(rel))
 		draw_delete_version(rel, trigdata->tg_trigtuple);
 	columns[0] = version_attnum;
 	values[0] = Int64GetDatum(ec_feed_next_version());
