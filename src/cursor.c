@@ -84,37 +84,61 @@ get_uint(const uint8 *data, int nbytes)
 	return value;
 }
 
-char *
-ec_seal(char kind, StringInfo payload)
+/* Append data as base64url, no padding; len must be a multiple of 3 unless last. */
+static void
+append_b64url(StringInfo text, const uint8 *data, int len)
 {
-	StringInfoData raw;
-	StringInfoData text;
 	int			bits = 0;
 	uint32		acc = 0;
 
-	initStringInfo(&raw);
-	appendStringInfoChar(&raw, kind);
-	appendStringInfoChar(&raw, EC_FORMAT);
-	put_uint(&raw, GetSystemIdentifier(), 8);
-	ec_put_varint(&raw, MyDatabaseId);
-	appendBinaryStringInfo(&raw, payload->data, payload->len);
-	put_uint(&raw, check_value((uint8 *) raw.data, raw.len), EC_CHECK_LEN);
-
-	initStringInfo(&text);
-	for (int i = 0; i < raw.len; i++)
+	for (int i = 0; i < len; i++)
 	{
-		acc = (acc << 8) | (uint8) raw.data[i];
+		acc = (acc << 8) | data[i];
 		bits += 8;
 		while (bits >= 6)
 		{
 			bits -= 6;
-			appendStringInfoCharMacro(&text, b64url[(acc >> bits) & 0x3F]);
+			appendStringInfoCharMacro(text, b64url[(acc >> bits) & 0x3F]);
 		}
 	}
 	if (bits > 0)
-		appendStringInfoCharMacro(&text, b64url[(acc << (6 - bits)) & 0x3F]);
-	pfree(raw.data);
+		appendStringInfoCharMacro(text, b64url[(acc << (6 - bits)) & 0x3F]);
+}
+
+/* The envelope's header: kind, format, system identifier, database. */
+static void
+put_header(StringInfo raw, char kind)
+{
+	appendStringInfoChar(raw, kind);
+	appendStringInfoChar(raw, EC_FORMAT);
+	put_uint(raw, GetSystemIdentifier(), 8);
+	ec_put_varint(raw, MyDatabaseId);
+}
+
+/* Append the check value and return the whole as text. */
+static char *
+finish_seal(StringInfo raw)
+{
+	StringInfoData text;
+
+	put_uint(raw, check_value((uint8 *) raw->data, raw->len), EC_CHECK_LEN);
+	initStringInfo(&text);
+	append_b64url(&text, (uint8 *) raw->data, raw->len);
 	return text.data;
+}
+
+char *
+ec_seal(char kind, StringInfo payload)
+{
+	StringInfoData raw;
+	char	   *text;
+
+	initStringInfo(&raw);
+	put_header(&raw, kind);
+	appendBinaryStringInfo(&raw, payload->data, payload->len);
+	text = finish_seal(&raw);
+	pfree(raw.data);
+	return text;
 }
 
 static int
@@ -268,23 +292,63 @@ get_mark(const uint8 **pos, const uint8 *end, EcMark *mark)
 	return true;
 }
 
+static void
+put_cursor(StringInfo raw, const EcCursor *cursor, bool with_last)
+{
+	put_header(raw, EC_KIND_CURSOR);
+	appendStringInfoChar(raw, cursor->pending ? 1 : 0);
+	put_mark(raw, &cursor->prev);
+	if (cursor->pending)
+	{
+		put_mark(raw, &cursor->cur);
+		if (with_last)
+			ec_put_varint(raw, cursor->last);
+	}
+}
+
 char *
 ec_cursor_encode(const EcCursor *cursor)
 {
-	StringInfoData payload;
+	StringInfoData raw;
 	char	   *text;
 
-	initStringInfo(&payload);
-	appendStringInfoChar(&payload, cursor->pending ? 1 : 0);
-	put_mark(&payload, &cursor->prev);
-	if (cursor->pending)
-	{
-		put_mark(&payload, &cursor->cur);
-		ec_put_varint(&payload, cursor->last);
-	}
-	text = ec_seal(EC_KIND_CURSOR, &payload);
-	pfree(payload.data);
+	initStringInfo(&raw);
+	put_cursor(&raw, cursor, true);
+	text = finish_seal(&raw);
+	pfree(raw.data);
 	return text;
+}
+
+/*
+ * The rows of one delta have cursors that differ only in `last`, which comes
+ * after both marks. Encode the marks once; per row only the tail is encoded
+ * (the base64 of the prefix is reused up to its last whole 3-byte group).
+ */
+void
+ec_cursor_rows_begin(EcCursorRows *rows, const EcCursor *cursor)
+{
+	Assert(cursor->pending);
+	initStringInfo(&rows->raw);
+	put_cursor(&rows->raw, cursor, false);
+	rows->prefix_len = rows->raw.len;
+	rows->text_bytes = rows->prefix_len - rows->prefix_len % 3;
+	initStringInfo(&rows->prefix_text);
+	append_b64url(&rows->prefix_text, (uint8 *) rows->raw.data, rows->text_bytes);
+}
+
+char *
+ec_cursor_rows_encode(EcCursorRows *rows, int64 last)
+{
+	StringInfoData text;
+
+	rows->raw.len = rows->prefix_len;
+	ec_put_varint(&rows->raw, last);
+	put_uint(&rows->raw, check_value((uint8 *) rows->raw.data, rows->raw.len), EC_CHECK_LEN);
+	initStringInfo(&text);
+	appendBinaryStringInfo(&text, rows->prefix_text.data, rows->prefix_text.len);
+	append_b64url(&text, (uint8 *) rows->raw.data + rows->text_bytes,
+				  rows->raw.len - rows->text_bytes);
+	return text.data;
 }
 
 void

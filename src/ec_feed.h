@@ -121,6 +121,18 @@ typedef struct EcCursor
 } EcCursor;
 
 extern char *ec_cursor_encode(const EcCursor *cursor);
+
+/* cursors of the rows of one delta, which differ only in `last` */
+typedef struct EcCursorRows
+{
+	StringInfoData raw;			/* sealed bytes up to `last` */
+	int			prefix_len;
+	int			text_bytes;		/* bytes of raw already in prefix_text */
+	StringInfoData prefix_text; /* their base64url */
+} EcCursorRows;
+
+extern void ec_cursor_rows_begin(EcCursorRows *rows, const EcCursor *cursor);
+extern char *ec_cursor_rows_encode(EcCursorRows *rows, int64 last);
 extern void ec_cursor_decode(const char *text, EcCursor *cursor);
 
 /*

@@ -78,6 +78,7 @@ typedef struct FeedScan
 	Relation	xid_index;
 	Snapshot	snapshot;		/* taken after cur */
 	EcCursor   *cursor;
+	EcCursorRows row_cursors;	/* of the delta being read */
 	HTAB	   *allowed;		/* relid -> may the caller read it? */
 	bool		rels_given;
 	Tuplestorestate *store;
@@ -355,7 +356,7 @@ emit_change(FeedScan *fs, TupleTableSlot *slot)
 	bool		isnull;
 	MemoryContext old = MemoryContextSwitchTo(fs->row_context);
 
-	values[0] = CStringGetTextDatum(ec_cursor_encode(fs->cursor));
+	values[0] = CStringGetTextDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
 	values[1] = PointerGetDatum(op_text(DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull))));
 	values[2] = slot_getattr(slot, Anum_history_relid, &isnull);
 	values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
@@ -399,6 +400,7 @@ scan_delta(FeedScan *fs, int64 limit, bool *drained)
 		else
 			close_stream(stream);
 	}
+	ec_cursor_rows_begin(&fs->row_cursors, cursor);
 	stream = open_stream(fs, true, 0, Max(prev->lo, cursor->last));
 	if (stream_next(fs, stream))
 		binaryheap_add_unordered(heap, PointerGetDatum(stream));
@@ -421,6 +423,8 @@ scan_delta(FeedScan *fs, int64 limit, bool *drained)
 		}
 	}
 
+	pfree(fs->row_cursors.raw.data);
+	pfree(fs->row_cursors.prefix_text.data);
 	*drained = binaryheap_empty(heap);
 	while (!binaryheap_empty(heap))
 	{
