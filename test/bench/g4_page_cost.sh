@@ -7,21 +7,8 @@
 # Usage (as root, after `make install`): bash test/bench/g4_page_cost.sh [seconds]
 set -euo pipefail
 secs=${1:-10}
-bindir=$(pg_config --bindir)
-dir=$(mktemp -d /tmp/ec_feed_g4.XXXXXX)
-chown postgres "$dir"
-port=5601
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() {
-	as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-as_pg "$bindir/initdb" -D "$dir/data" -A trust >/dev/null
-as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-	-o "-c listen_addresses= -c unix_socket_directories=$dir -p $port -c shared_buffers=512MB" start >/dev/null
-export PGHOST=$dir PGPORT=$port PGUSER=postgres
-psql() { command psql -XqAt -v ON_ERROR_STOP=1 "$@"; }
+. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
+bench_cluster g4 5601 -c shared_buffers=512MB
 
 setup_db() {			# db, history rows before the measured page
 	local db=$1 rows=$2
@@ -98,7 +85,6 @@ for ((rep = 1; rep <= reps; rep++)); do
 	stop_holder
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 printf '%-30s %14s %14s %8s\n' "read(cursor, 1000), median" "10k history" "1M history" "ratio"
 declare -A med
 for cond in plain open_writer; do

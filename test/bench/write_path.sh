@@ -7,22 +7,9 @@
 set -euo pipefail
 secs=${1:-5}
 reps=${REPS:-3}
-bindir=$(pg_config --bindir)
-dir=$(mktemp -d /tmp/ec_feed_wp.XXXXXX)
-chown postgres "$dir"
-port=5602
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() {
-	as_pg "$bindir/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-as_pg "$bindir/initdb" -D "$dir/data" -A trust >/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 # commits are not what is measured: no fsync wait
-as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-	-o "-c listen_addresses= -c unix_socket_directories=$dir -p $port -c synchronous_commit=off" start >/dev/null
-export PGHOST=$dir PGPORT=$port PGUSER=postgres
-psql() { command psql -XqAt -v ON_ERROR_STOP=1 "$@"; }
+bench_cluster wp 5602 -c synchronous_commit=off
 
 psql -d postgres <<'SQL'
 CREATE EXTENSION ec_feed;
@@ -53,7 +40,6 @@ for ((rep = 1; rep <= reps; rep++)); do
 		done
 	done
 done
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 printf '%-8s %12s %12s %8s\n' "median" "untracked" "tracked" "ratio"
 for op in insert update; do
 	p=$(echo "${samples["$op,plain"]}" | median); t=$(echo "${samples["$op,tracked"]}" | median)
