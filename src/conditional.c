@@ -1013,17 +1013,6 @@ set_key_params(const RelEntry *entry, Datum *params, const Datum *keyvals, int64
 	params[entry->shape.nkeys] = Int64GetDatum(version);
 }
 
-static int64
-row_version(Relation rel, const EcRowShape *shape, HeapTuple row)
-{
-	bool		isnull;
-	Datum		version = heap_getattr(row, shape->version_attnum, RelationGetDescr(rel), &isnull);
-
-	if (isnull)
-		elog(ERROR, "tracked row has a NULL ec_version");
-	return DatumGetInt64(version);
-}
-
 static void
 write_skipped(Relation rel)
 {
@@ -1139,7 +1128,7 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 		else
 		{
 			Jsonb	   *rowkey = ec_row_key(rel, &entry->shape, locked);
-			int64		version = row_version(rel, &entry->shape, locked);
+			int64		version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
 			bool		known = true;
 			List	   *since = NIL;
 			List	   *conflicts = NIL;
@@ -1154,15 +1143,10 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 				for (int i = 0; i < ncols; i++)
 				{
 					Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
-					bool		curnull;
-					bool		reqnull;
-					Datum		cur = heap_getattr(locked, attnums[i], desc, &curnull);
-					Datum		req = heap_getattr(changes_row, attnums[i], desc, &reqnull);
 
 					if (known && !name_listed(since, NameStr(att->attname)))
 						continue;
-					if (curnull != reqnull ||
-						(!curnull && !datum_image_eq(cur, req, att->attbyval, att->attlen)))
+					if (ec_attr_differs(desc, attnums[i], locked, changes_row))
 						conflicts = lappend(conflicts, pstrdup(NameStr(att->attname)));
 				}
 			}
@@ -1270,7 +1254,7 @@ ec_feed_delete_if(PG_FUNCTION_ARGS)
 		else
 		{
 			Jsonb	   *rowkey = ec_row_key(rel, &entry->shape, locked);
-			int64		version = row_version(rel, &entry->shape, locked);
+			int64		version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
 			bool		known = true;
 			List	   *since = NIL;
 

@@ -69,6 +69,23 @@ extern void ec_row_shape(Relation rel, EcRowShape *shape, bool require_managed);
 extern Jsonb *ec_row_data(Relation rel, const EcRowShape *shape, HeapTuple tuple);
 extern Jsonb *ec_row_key(Relation rel, const EcRowShape *shape, HeapTuple tuple);
 extern bool ec_is_managed_column(const char *attname);
+extern int64 ec_row_version(TupleDesc desc, const EcRowShape *shape, HeapTuple tuple);
+extern bool ec_attr_differs(TupleDesc desc, AttrNumber attnum, HeapTuple a, HeapTuple b);
+
+/*
+ * The full form of a 32-bit xid taken from a snapshot (or the clog horizon)
+ * that was read before next: it is at most next, and less than 2^31 behind.
+ */
+static inline FullTransactionId
+ec_widen_xid(TransactionId xid, FullTransactionId next)
+{
+	uint64		n = U64FromFullTransactionId(next);
+	uint32		behind = XidFromFullTransactionId(next) - xid;	/* modulo 2^32 */
+
+	if (!TransactionIdIsNormal(xid) || behind > n)
+		return FullTransactionIdFromEpochAndXid(0, xid);
+	return FullTransactionIdFromU64(n - behind);
+}
 
 /* history.c: one change, as the row trigger records it */
 typedef struct EcChange

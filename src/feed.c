@@ -92,16 +92,6 @@ typedef struct AllowedRel
 	bool		allowed;
 } AllowedRel;
 
-/* A 32-bit xid of a current snapshot as a full xid, relative to next. */
-static uint64
-widen_xid(TransactionId xid, FullTransactionId next)
-{
-	if (!TransactionIdIsNormal(xid))
-		return xid;
-	return U64FromFullTransactionId(next) +
-		(int32) (xid - XidFromFullTransactionId(next));
-}
-
 static int
 compare_xid(const void *a, const void *b)
 {
@@ -140,11 +130,11 @@ take_mark(EcMark *mark, Snapshot snap)
 	mark->hi = ec_feed_last_version();
 
 	mark->nxt = U64FromFullTransactionId(next);
-	mark->xmin = widen_xid(snap->xmin, next);
-	mark->xmax = widen_xid(snap->xmax, next);
+	mark->xmin = U64FromFullTransactionId(ec_widen_xid(snap->xmin, next));
+	mark->xmax = U64FromFullTransactionId(ec_widen_xid(snap->xmax, next));
 	mark->xip = palloc(sizeof(uint64) * (snap->xcnt + 1));
 	for (uint32 i = 0; i < snap->xcnt; i++)
-		mark->xip[n++] = widen_xid(snap->xip[i], next);
+		mark->xip[n++] = U64FromFullTransactionId(ec_widen_xid(snap->xip[i], next));
 
 	/*
 	 * The caller's own transaction is not in its snapshot's xip, but its

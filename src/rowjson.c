@@ -11,6 +11,7 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -80,6 +81,33 @@ ec_row_shape(Relation rel, EcRowShape *shape, bool require_managed)
 	for (int i = 0; i < shape->nkeys; i++)
 		shape->key_attnums[i] = index->indkey.values[i];
 	ReleaseSysCache(indtup);
+}
+
+/* The row's ec_version. */
+int64
+ec_row_version(TupleDesc desc, const EcRowShape *shape, HeapTuple tuple)
+{
+	bool		isnull;
+	Datum		version = heap_getattr(tuple, shape->version_attnum, desc, &isnull);
+
+	if (isnull)
+		elog(ERROR, "tracked row has a NULL ec_version");
+	return DatumGetInt64(version);
+}
+
+/* Do two rows of the table store different values in this column? */
+bool
+ec_attr_differs(TupleDesc desc, AttrNumber attnum, HeapTuple a, HeapTuple b)
+{
+	Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
+	bool		anull;
+	bool		bnull;
+	Datum		aval = heap_getattr(a, attnum, desc, &anull);
+	Datum		bval = heap_getattr(b, attnum, desc, &bnull);
+
+	if (anull || bnull)
+		return anull != bnull;
+	return !datum_image_eq(aval, bval, att->attbyval, att->attlen);
 }
 
 /* to_jsonb() of one value of type typid */

@@ -29,7 +29,6 @@
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -135,15 +134,7 @@ changes_key(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 
 	while ((i = bms_next_member(keyattrs, i)) >= 0)
 	{
-		AttrNumber	attnum = i + FirstLowInvalidHeapAttributeNumber;
-		Form_pg_attribute att = TupleDescAttr(desc, attnum - 1);
-		bool		oldnull;
-		bool		newnull;
-		Datum		oldval = heap_getattr(oldtup, attnum, desc, &oldnull);
-		Datum		newval = heap_getattr(newtup, attnum, desc, &newnull);
-
-		if (oldnull != newnull ||
-			(!oldnull && !datum_image_eq(oldval, newval, att->attbyval, att->attlen)))
+		if (ec_attr_differs(desc, i + FirstLowInvalidHeapAttributeNumber, oldtup, newtup))
 			return true;
 	}
 	return false;
@@ -244,31 +235,13 @@ changed_columns(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		bool		oldnull;
-		bool		newnull;
-		Datum		oldval;
-		Datum		newval;
 
 		if (att->attisdropped || ec_is_managed_column(NameStr(att->attname)))
 			continue;
-		oldval = heap_getattr(oldtup, att->attnum, desc, &oldnull);
-		newval = heap_getattr(newtup, att->attnum, desc, &newnull);
-		if (oldnull != newnull ||
-			(!oldnull && !datum_image_eq(oldval, newval, att->attbyval, att->attlen)))
+		if (ec_attr_differs(desc, att->attnum, oldtup, newtup))
 			names[nchanged++] = CStringGetTextDatum(NameStr(att->attname));
 	}
 	return construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
-static int64
-row_version(TupleDesc desc, const EcRowShape *shape, HeapTuple tuple)
-{
-	bool		isnull;
-	Datum		version = heap_getattr(tuple, shape->version_attnum, desc, &isnull);
-
-	if (isnull)
-		elog(ERROR, "tracked row has a NULL ec_version");
-	return DatumGetInt64(version);
 }
 
 /*
@@ -309,7 +282,7 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		HeapTuple	newtup = trigdata->tg_trigtuple;
 
 		change.op = EC_OP_INSERT;
-		change.seq = row_version(desc, &shape, newtup);
+		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
 		change.data = ec_row_data(rel, &shape, newtup);
 		insert_after_delete(&change);
@@ -338,7 +311,7 @@ ec_feed_record(PG_FUNCTION_ARGS)
 			change.op = EC_OP_UPDATE;
 			change.changed = changed_columns(desc, oldtup, newtup);
 		}
-		change.seq = row_version(desc, &shape, newtup);
+		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
 		change.data = ec_row_data(rel, &shape, newtup);
 		if (change.op == EC_OP_INSERT)

@@ -69,21 +69,6 @@ typedef enum EcWriteState
 	EC_WRITE_PENDING			/* running, or not replayed here yet */
 } EcWriteState;
 
-/*
- * The full form of a 32-bit xid taken from a snapshot (or the clog horizon)
- * that was read before next: it is at most next, and less than 2^31 behind.
- */
-static FullTransactionId
-widen_xid(TransactionId xid, FullTransactionId next)
-{
-	uint64		n = U64FromFullTransactionId(next);
-	uint32		behind = XidFromFullTransactionId(next) - xid;	/* modulo 2^32 */
-
-	if (!TransactionIdIsNormal(xid) || behind > n)
-		return FullTransactionIdFromEpochAndXid(0, xid);
-	return FullTransactionIdFromU64(n - behind);
-}
-
 static bool
 xid_listed(TransactionId xid, const TransactionId *xids, int n)
 {
@@ -139,9 +124,9 @@ write_state(FullTransactionId fxid, Snapshot snap)
 	 * (running transactions can have xids above xmax, and they are not
 	 * listed), or listed as in progress.
 	 */
-	if (FullTransactionIdFollowsOrEquals(fxid, widen_xid(snap->xmax, next)))
+	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmax, next)))
 		return EC_WRITE_PENDING;
-	if (FullTransactionIdFollowsOrEquals(fxid, widen_xid(snap->xmin, next)) &&
+	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmin, next)) &&
 		(xid_listed(xid, snap->xip, snap->xcnt) ||
 		 xid_listed(xid, snap->subxip, snap->subxcnt)))
 		return EC_WRITE_PENDING;
@@ -157,7 +142,7 @@ write_state(FullTransactionId fxid, Snapshot snap)
 	 * then not recognised as such.)
 	 */
 	LWLockAcquire(XactTruncationLock, LW_SHARED);
-	if (FullTransactionIdPrecedes(fxid, widen_xid(ShmemVariableCache->oldestClogXid, next)))
+	if (FullTransactionIdPrecedes(fxid, ec_widen_xid(ShmemVariableCache->oldestClogXid, next)))
 		committed = true;
 	else
 		committed = TransactionIdDidCommit(xid);
