@@ -99,8 +99,7 @@ typedef struct EcChange
 	ArrayType  *changed;		/* NULL unless op is EC_OP_UPDATE */
 } EcChange;
 
-extern void ec_history_append(const EcChange *change);
-extern bool ec_history_has_later(Oid relid, Jsonb *key, int64 version);
+extern void ec_history_append(EcChange *change);
 
 /* cursor.c: the sealed envelope shared by cursors and tokens */
 extern void ec_put_varint(StringInfo buf, uint64 value);

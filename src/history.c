@@ -27,8 +27,41 @@
 #include "compat.h"
 #include "ec_feed.h"
 
+/*
+ * Does the history hold a change of this row with a version above `version`?
+ *
+ * An INSERT draws its version in the BEFORE trigger, ahead of the unique
+ * check. If another transaction was deleting the same key, the insert waited
+ * for it there and now follows a delete whose version is higher. The insert
+ * is then recorded under a fresh version, so that the feed returns the key's
+ * changes in the order they were made (G3). The deleter has committed (else
+ * the unique check would still wait or have failed), so SnapshotSelf sees its
+ * change.
+ */
+static bool
+has_later_change(Relation history, const EcChange *change)
+{
+	Relation	index = index_open(ec_feed_relid(EC_HISTORY_KEY_IDX), AccessShareLock);
+	IndexScanDesc scan;
+	ScanKeyData keys[3];
+	TupleTableSlot *slot = table_slot_create(history, NULL);
+	bool		found;
+
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
+	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
+	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
+	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
+	index_rescan(scan, keys, 3, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
+	return found;
+}
+
+/* Record a change; an insert may get a fresh version (see has_later_change). */
 void
-ec_history_append(const EcChange *change)
+ec_history_append(EcChange *change)
 {
 	Relation	history;
 	Datum		values[Natts_history];
@@ -39,6 +72,8 @@ ec_history_append(const EcChange *change)
 	ListCell   *lc;
 
 	history = table_open(ec_feed_relid(EC_HISTORY_REL), RowExclusiveLock);
+	if (change->op == EC_OP_INSERT && has_later_change(history, change))
+		change->seq = ec_feed_next_version();
 
 	values[Anum_history_seq - 1] = Int64GetDatum(change->seq);
 	values[Anum_history_xid - 1] = FullTransactionIdGetDatum(change->xid);
@@ -77,36 +112,3 @@ ec_history_append(const EcChange *change)
 	table_close(history, RowExclusiveLock);
 }
 
-/*
- * Does the history hold a change of this row with a version above `version`?
- *
- * An INSERT draws its version in the BEFORE trigger, ahead of the unique
- * check. If another transaction was deleting the same key, the insert waited
- * for it there and now follows a delete whose version is higher. The caller
- * then records the insert under a fresh version, so that the feed returns the
- * key's changes in the order they were made (G3). The deleter has committed
- * (else the unique check would still wait or have failed), so SnapshotSelf
- * sees its change.
- */
-bool
-ec_history_has_later(Oid relid, Jsonb *key, int64 version)
-{
-	Relation	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
-	Relation	index = index_open(ec_feed_relid(EC_HISTORY_KEY_IDX), AccessShareLock);
-	IndexScanDesc scan;
-	ScanKeyData keys[3];
-	TupleTableSlot *slot = table_slot_create(history, NULL);
-	bool		found;
-
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(key));
-	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(version));
-	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
-	table_close(history, AccessShareLock);
-	return found;
-}

@@ -244,19 +244,6 @@ changed_columns(TupleDesc desc, HeapTuple oldtup, HeapTuple newtup)
 	return construct_array(names, nchanged, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
-/*
- * A new key's version was drawn before the unique check, which may have
- * waited for a concurrent delete of the same key that drew a higher one.
- * Then record the insert under a fresh version, above the delete's; the
- * row's ec_version keeps the lower value until its next write.
- */
-static void
-insert_after_delete(EcChange *change)
-{
-	if (ec_history_has_later(change->relid, change->key, change->seq))
-		change->seq = ec_feed_next_version();
-}
-
 PG_FUNCTION_INFO_V1(ec_feed_record);
 
 Datum
@@ -285,7 +272,6 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
 		change.data = ec_row_data(rel, &shape, newtup);
-		insert_after_delete(&change);
 	}
 	else if (TRIGGER_FIRED_BY_UPDATE(event))
 	{
@@ -314,8 +300,6 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
 		change.data = ec_row_data(rel, &shape, newtup);
-		if (change.op == EC_OP_INSERT)
-			insert_after_delete(&change);
 	}
 	else
 	{
