@@ -1024,6 +1024,51 @@ write_skipped(Relation rel)
 }
 
 /*
+ * The path of a token that is not the row's current one: lock the row by
+ * key. No row: result->status is deleted or not_found and NULL is returned.
+ * Otherwise the token must name this row; *version is the row's, and when it
+ * is not the token's, result->changed_since tells what changed since.
+ */
+static HeapTuple
+lock_for_token(Relation rel, RelEntry *entry, bool for_delete, Datum *keyvals,
+			   Jsonb *canonical, uint64 arg_hash, const EcToken *token, bool history_on,
+			   WriteResult *result, int64 *version, Jsonb **rowkey)
+{
+	HeapTuple	locked = run_plan(lock_plan(entry, for_delete), keyvals, NULL, false,
+								  SPI_OK_SELECT, RelationGetRelid(rel));
+	bool		known = true;
+
+	if (locked == NULL)
+	{
+		if (arg_hash != token->key_hash)
+			token_of_other_row(rel);
+		result->status = deleted_since(rel, history_on, canonical, token->version) ?
+			"deleted" : "not_found";
+		return NULL;
+	}
+	*rowkey = ec_row_key(rel, &entry->shape, locked);
+	*version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
+	if (token->key_hash != arg_hash && token->key_hash != ec_key_hash(*rowkey))
+		token_of_other_row(rel);
+	result->changed_since = NIL;
+	if (*version != token->version)
+		result->changed_since = changed_since(rel, &entry->shape, history_on, *rowkey,
+											  token->version, *version, &known);
+	result->changed_known = known;
+	return locked;
+}
+
+/* No write: the answer is the row as it is now, and its token. */
+static void
+conflict_result(WriteResult *result, Relation rel, RelEntry *entry, HeapTuple locked,
+				Jsonb *rowkey)
+{
+	result->status = "conflict";
+	result->current = ec_row_data(rel, &entry->shape, locked);
+	result->token = ec_row_token_text(rel, &entry->shape, locked, rowkey);
+}
+
+/*
  * ec_feed.update_if(rel regclass, key jsonb, token text, changes jsonb,
  *					 merge boolean DEFAULT true) → ec_feed.write_result
  */
@@ -1115,47 +1160,29 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 
 	if (row == NULL)
 	{
-		HeapTuple	locked = run_plan(lock_plan(entry, false), keyvals, NULL, false,
-									  SPI_OK_SELECT, relid);
+		int64		version;
+		Jsonb	   *rowkey;
+		HeapTuple	locked = lock_for_token(rel, entry, false, keyvals, canonical, arg_hash,
+											&token, history_on, &result, &version, &rowkey);
 
-		if (locked == NULL)
+		if (locked != NULL)
 		{
-			if (arg_hash != token.key_hash)
-				token_of_other_row(rel);
-			result.status = deleted_since(rel, history_on, canonical, token.version) ?
-				"deleted" : "not_found";
-		}
-		else
-		{
-			Jsonb	   *rowkey = ec_row_key(rel, &entry->shape, locked);
-			int64		version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
-			bool		known = true;
-			List	   *since = NIL;
 			List	   *conflicts = NIL;
 
-			if (token.key_hash != arg_hash && token.key_hash != ec_key_hash(rowkey))
-				token_of_other_row(rel);
-			if (version != token.version)
+			/* a requested column changed since, to another value than requested */
+			for (int i = 0; version != token.version && i < ncols; i++)
 			{
-				since = changed_since(rel, &entry->shape, history_on, rowkey,
-									  token.version, version, &known);
-				/* a requested column changed since, to another value than requested */
-				for (int i = 0; i < ncols; i++)
-				{
-					Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
+				Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
 
-					if (known && !name_listed(since, NameStr(att->attname)))
-						continue;
-					if (ec_attr_differs(desc, attnums[i], locked, changes_row))
-						conflicts = lappend(conflicts, pstrdup(NameStr(att->attname)));
-				}
+				if (result.changed_known && !name_listed(result.changed_since, NameStr(att->attname)))
+					continue;
+				if (ec_attr_differs(desc, attnums[i], locked, changes_row))
+					conflicts = lappend(conflicts, pstrdup(NameStr(att->attname)));
 			}
-			result.changed_since = since;
-			result.changed_known = known;
 			result.conflicts = conflicts;
 			result.conflicts_known = true;
 
-			if (version == token.version || (merge && known && conflicts == NIL))
+			if (version == token.version || (merge && result.changed_known && conflicts == NIL))
 			{
 				set_key_params(entry, params, keyvals, version);
 				row = run_plan(uplan, params, nulls, false, SPI_OK_UPDATE_RETURNING, relid);
@@ -1164,11 +1191,7 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 				result.status = version == token.version ? "applied" : "merged";
 			}
 			else
-			{
-				result.status = "conflict";
-				result.current = ec_row_data(rel, &entry->shape, locked);
-				result.token = ec_row_token_text(rel, &entry->shape, locked, rowkey);
-			}
+				conflict_result(&result, rel, entry, locked, rowkey);
 		}
 	}
 	if (row)
@@ -1241,35 +1264,18 @@ ec_feed_delete_if(PG_FUNCTION_ARGS)
 	}
 	if (row == NULL)
 	{
-		HeapTuple	locked = run_plan(lock_plan(entry, true), params, NULL, false,
-									  SPI_OK_SELECT, relid);
+		int64		version;
+		Jsonb	   *rowkey;
+		HeapTuple	locked = lock_for_token(rel, entry, true, params, canonical, arg_hash,
+											&token, history_on, &result, &version, &rowkey);
 
-		if (locked == NULL)
+		if (locked != NULL)
 		{
-			if (arg_hash != token.key_hash)
-				token_of_other_row(rel);
-			result.status = deleted_since(rel, history_on, canonical, token.version) ?
-				"deleted" : "not_found";
-		}
-		else
-		{
-			Jsonb	   *rowkey = ec_row_key(rel, &entry->shape, locked);
-			int64		version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
-			bool		known = true;
-			List	   *since = NIL;
-
-			if (token.key_hash != arg_hash && token.key_hash != ec_key_hash(rowkey))
-				token_of_other_row(rel);
-			if (version != token.version)
-				since = changed_since(rel, &entry->shape, history_on, rowkey,
-									  token.version, version, &known);
-			result.changed_since = since;
-			result.changed_known = known;
 			/* deleting the row touches every column: each one changed since conflicts */
-			result.conflicts = since;
-			result.conflicts_known = known;
+			result.conflicts = result.changed_since;
+			result.conflicts_known = result.changed_known;
 
-			if (version == token.version || (known && since == NIL))
+			if (version == token.version || (result.changed_known && result.changed_since == NIL))
 			{
 				params[entry->shape.nkeys] = Int64GetDatum(version);
 				row = run_plan(delete_plan(entry), params, NULL, false,
@@ -1279,11 +1285,7 @@ ec_feed_delete_if(PG_FUNCTION_ARGS)
 				result.status = version == token.version ? "applied" : "merged";
 			}
 			else
-			{
-				result.status = "conflict";
-				result.current = ec_row_data(rel, &entry->shape, locked);
-				result.token = ec_row_token_text(rel, &entry->shape, locked, rowkey);
-			}
+				conflict_result(&result, rel, entry, locked, rowkey);
 		}
 	}
 
