@@ -388,6 +388,7 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("wait_ms must not be negative"),
+				 errdetail("wait_ms is how many milliseconds to wait for the write to become visible."),
 				 errhint("Pass 0 to check without waiting.")));
 	if (PG_ARGISNULL(0))
 		PG_RETURN_VOID();
