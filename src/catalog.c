@@ -24,6 +24,7 @@ ec_feed_namespace(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"ec_feed\" is not installed in this database"),
+				 errdetail("Its schema ec_feed does not exist."),
 				 errhint("Run CREATE EXTENSION ec_feed.")));
 	return nspid;
 }

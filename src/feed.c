@@ -213,6 +213,7 @@ check_rels(FeedScan *fs, ArrayType *rels)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("relation with OID %u does not exist", relid),
+					 errdetail("rels names a table that was dropped, or an OID that is not a table's."),
 					 errhint("Pass tables that exist.")));
 		rel = relation_open(relid, AccessShareLock);
 		tracked = ec_rel_tracked(rel, &history);

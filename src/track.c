@@ -164,6 +164,7 @@ check_trigger_call(FunctionCallInfo fcinfo, const char *funcname)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("function \"%s\" must be fired as a trigger", funcname),
+				 errdetail("It stamps or records the rows of a table that ec_feed tracks."),
 				 errhint("ec_feed.track() installs it; do not call it directly.")));
 	return (TriggerData *) fcinfo->context;
 }
