@@ -10,6 +10,17 @@
 -- tracking and the history chain (issues 11, 14.5, 14.6, 16.4, 16.5)
 ------------------------------------------------------------------------
 
+-- The history of a table records every change whose version is at least
+-- history_since (catalog.c: ec_history_since()). Earlier versions may have
+-- changed unrecorded (before track(), with history off, while untracked, or
+-- pruned): tokens of such versions never merge. A new registration gets a
+-- fresh version; tables tracked by 0.1.0 start their proven history now.
+CREATE FUNCTION ec_feed._draw_version() RETURNS bigint
+AS 'MODULE_PATHNAME', 'ec_feed_draw_version'
+LANGUAGE C STRICT VOLATILE;
+ALTER TABLE ec_feed.tracked_rel
+	ADD COLUMN history_since bigint NOT NULL DEFAULT ec_feed._draw_version();
+
 ------------------------------------------------------------------------
 -- the feed (issue 14)
 ------------------------------------------------------------------------

@@ -4,12 +4,19 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "ec_feed.h"
 
@@ -63,4 +70,53 @@ int64
 ec_feed_next_version(void)
 {
 	return nextval_internal(ec_feed_relid(EC_VERSION_SEQ), false);
+}
+
+/*
+ * The version from which the history of a tracked table is complete: every
+ * change with a version at least this is recorded (ec_feed.tracked_rel's
+ * history_since). Returns false when the table is not registered. Read with
+ * a fresh snapshot, so a call after a row lock sees the newest registration.
+ */
+bool
+ec_history_since(Oid relid, int64 *since)
+{
+	Relation	tracked = table_open(ec_feed_relid(EC_TRACKED_REL), AccessShareLock);
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, Anum_tracked_rel_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(tracked, ec_feed_relid(EC_TRACKED_REL_PKEY), true,
+							  snapshot, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		bool		isnull;
+		Datum		value = heap_getattr(tuple, Anum_tracked_rel_history_since,
+										 RelationGetDescr(tracked), &isnull);
+
+		found = true;
+		*since = isnull ? PG_INT64_MAX : DatumGetInt64(value);
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(tracked, AccessShareLock);
+	return found;
+}
+
+/*
+ * ec_feed._draw_version() returns bigint: a fresh version, for the marks
+ * that track() keeps. Callers need no right on the sequence, as writers of
+ * tracked tables need none.
+ */
+PG_FUNCTION_INFO_V1(ec_feed_draw_version);
+
+Datum
+ec_feed_draw_version(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(ec_feed_next_version());
 }

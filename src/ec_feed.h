@@ -24,6 +24,11 @@
 #define EC_HISTORY_KEY_IDX		"history_rel_key_idx"	/* (relid, key, seq) */
 #define EC_VERSION_SEQ			"change_seq"
 #define EC_TRACKED_REL			"tracked_rel"
+#define EC_TRACKED_REL_PKEY		"tracked_rel_pkey"		/* (relid) */
+
+/* columns of ec_feed.tracked_rel */
+#define Anum_tracked_rel_relid			1
+#define Anum_tracked_rel_history_since	5	/* added in 0.2.0 */
 
 /* columns of ec_feed.history */
 #define Natts_history			7
@@ -54,6 +59,7 @@ extern Oid	ec_feed_namespace(void);
 extern Oid	ec_feed_relid(const char *relname);
 extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
+extern bool ec_history_since(Oid relid, int64 *since);
 
 /* rowjson.c: row images as jsonb */
 typedef struct EcRowShape
