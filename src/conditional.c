@@ -6,7 +6,7 @@
  * A conditional write runs as the caller, through SPI, so that privileges,
  * row-level security and the table's other triggers apply exactly as to a
  * plain UPDATE or DELETE. The applied path is one statement,
- *		UPDATE ONLY tab t SET ... WHERE <key> AND t.ec_version = $v RETURNING t
+ *		UPDATE ONLY tab t SET ... WHERE <key> AND t.ec_version = $v RETURNING t.*
  * whose WHERE clause PostgreSQL rechecks against the newest row version if it
  * had to wait for a concurrent writer. Only when that writes nothing does the
  * slow path lock the row (SELECT ... FOR NO KEY UPDATE), read the history of
@@ -22,6 +22,12 @@
  *
  * Plans are prepared once per table (and per set of columns written) and kept
  * for the session; a relcache invalidation of the table retires them.
+ *
+ * The SQL text is immune to the caller: the table and every operator are
+ * schema-qualified, values are parameters typed by OID, and rows come back
+ * as t.* (a bare "t" would name a column called t, if the table has one), to
+ * be rebuilt in the table's own row type (result_row). Plans are prepared and
+ * run under a fixed search_path (ec_push_safe_search_path).
  */
 #include "postgres.h"
 
@@ -81,6 +87,7 @@ typedef struct RelEntry
 	SPIPlanPtr	lock_plan;		/* FOR NO KEY UPDATE, before an update */
 	SPIPlanPtr	lock_del_plan;	/* FOR UPDATE, before a delete */
 	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	get_plan;		/* the whole row by key, for get() */
 	List	   *update_plans;	/* of UpdatePlan */
 } RelEntry;
 
@@ -149,6 +156,8 @@ retire_entry(RelEntry *entry)
 		r->plans = lappend(r->plans, entry->lock_del_plan);
 	if (entry->delete_plan)
 		r->plans = lappend(r->plans, entry->delete_plan);
+	if (entry->get_plan)
+		r->plans = lappend(r->plans, entry->get_plan);
 	foreach(lc, entry->update_plans)
 		r->plans = lappend(r->plans, ((UpdatePlan *) lfirst(lc))->plan);
 	retired = lappend(retired, r);
@@ -301,14 +310,25 @@ get_entry(Relation rel)
 	return entry;
 }
 
+/* Prepare a plan under the fixed search_path; we are connected to SPI. */
+static SPIPlanPtr
+prepare_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	int			nestlevel = ec_push_safe_search_path();
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	ec_pop_search_path(nestlevel);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
 /* Prepare and keep a plan; we are connected to SPI. */
 static SPIPlanPtr
 keep_plan(const char *sql, int nargs, Oid *argtypes)
 {
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+	SPIPlanPtr	plan = prepare_plan(sql, nargs, argtypes);
 
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
@@ -339,7 +359,7 @@ lock_plan(RelEntry *entry, bool for_delete)
 	SPIPlanPtr *slot = for_delete ? &entry->lock_del_plan : &entry->lock_plan;
 
 	if (*slot == NULL)
-		*slot = keep_plan(psprintf("SELECT t FROM ONLY %s t WHERE %s FOR %s OF t",
+		*slot = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s FOR %s OF t",
 								   entry->qualname, entry->key_where,
 								   for_delete ? "UPDATE" : "NO KEY UPDATE"),
 						  entry->shape.nkeys, entry->argtypes);
@@ -351,7 +371,7 @@ delete_plan(RelEntry *entry)
 {
 	if (entry->delete_plan == NULL)
 		entry->delete_plan =
-			keep_plan(psprintf("DELETE FROM ONLY %s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t",
+			keep_plan(psprintf("DELETE FROM ONLY %s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
 							   entry->qualname, entry->key_where, entry->shape.nkeys + 1),
 					  entry->shape.nkeys + 1, entry->argtypes);
 	return entry->delete_plan;
@@ -394,16 +414,13 @@ update_plan(RelEntry *entry, Relation rel, int ncols, const AttrNumber *attnums,
 						 quote_identifier(NameStr(att->attname)), nkeys + 2 + i);
 		argtypes[nkeys + 1 + i] = att->atttypid;
 	}
-	appendStringInfo(&sql, " WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t",
+	appendStringInfo(&sql, " WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
 					 entry->key_where, nkeys + 1);
 
 	if (list_length(entry->update_plans) >= MAX_UPDATE_PLANS)
 	{
 		*temporary = true;
-		plan = SPI_prepare(sql.data, nkeys + 1 + ncols, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data, SPI_result_code_string(SPI_result));
-		return plan;
+		return prepare_plan(sql.data, nkeys + 1 + ncols, argtypes);
 	}
 	plan = keep_plan(sql.data, nkeys + 1 + ncols, argtypes);
 	old = MemoryContextSwitchTo(entry->mcxt);
@@ -620,17 +637,63 @@ parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attnums
 }
 
 /*
- * Run a plan that returns at most one row, the whole row "t". Returns a copy
- * of it in the current memory context, or NULL.
+ * The row a plan returned as t.* (the table's live columns, in order), in
+ * the table's own row type: dropped columns are NULL. Built in the current
+ * memory context.
  */
 static HeapTuple
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
+result_row(Relation rel, HeapTuple spitup, TupleDesc spidesc)
 {
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			src = 0;
 	HeapTuple	tuple;
-	bool		isnull;
-	Datum		row;
 
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+		if (att->attisdropped)
+			continue;
+		if (src >= spidesc->natts || TupleDescAttr(spidesc, src)->atttypid != att->atttypid)
+			elog(ERROR, "row of \"%s\" read by ec_feed does not match the table's columns",
+				 RelationGetRelationName(rel));
+		values[i] = SPI_getbinval(spitup, spidesc, src + 1, &nulls[i]);
+		src++;
+	}
+	if (src != spidesc->natts)
+		elog(ERROR, "row of \"%s\" read by ec_feed does not match the table's columns",
+			 RelationGetRelationName(rel));
+	tuple = heap_form_tuple(desc, values, nulls);
+	tuple->t_tableOid = RelationGetRelid(rel);
+	pfree(values);
+	pfree(nulls);
+	return tuple;
+}
+
+/*
+ * Run a plan that returns at most one row of rel as t.*, under the fixed
+ * search_path, with the given snapshot (InvalidSnapshot: SPI's usual one).
+ * Returns the row in the table's row type, in the current memory context,
+ * or NULL.
+ */
+static HeapTuple
+execute_one(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
+			Snapshot snapshot, int expected, Relation rel)
+{
+	int			nestlevel = ec_push_safe_search_path();
+	int			rc;
+	HeapTuple	tuple;
+
+	if (snapshot != InvalidSnapshot)
+		rc = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
+								  read_only, false, 2);
+	else
+		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+	ec_pop_search_path(nestlevel);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -640,14 +703,60 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int 
 	}
 	if (SPI_processed > 1)
 		elog(ERROR, "more than one row has the same primary key");
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "whole-row result is NULL");
-	row = datumCopy(row, false, -1);
+	tuple = result_row(rel, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
-	tuple = palloc(sizeof(HeapTupleData));
-	make_tuple(tuple, DatumGetHeapTupleHeader(row), relid);
 	return tuple;
+}
+
+/* Run a plan of a conditional write: the locked, updated or deleted row, or NULL. */
+static HeapTuple
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
+{
+	/* the caller holds the table open and locked */
+	Relation	rel = RelationIdGetRelation(relid);
+	HeapTuple	tuple;
+
+	if (!RelationIsValid(rel))
+		elog(ERROR, "could not open relation with OID %u", relid);
+	tuple = execute_one(plan, values, nulls, read_only, InvalidSnapshot, expected, rel);
+	RelationClose(rel);
+	return tuple;
+}
+
+static SPIPlanPtr
+get_plan(RelEntry *entry)
+{
+	if (entry->get_plan == NULL)
+		entry->get_plan = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s",
+											 entry->qualname, entry->key_where),
+									entry->shape.nkeys, entry->argtypes);
+	return entry->get_plan;
+}
+
+/*
+ * The row of rel with this key as the caller reads it with snapshot snap
+ * (privileges and row-level security apply), or NULL; the caller is
+ * connected to SPI. *keyjson is the key in the form tokens hash: the row's
+ * own (ec_row_key), or for a missing row the key asked for, converted to
+ * the key columns' types and normalised the same way. The key is parsed as
+ * update_if parses it.
+ */
+HeapTuple
+ec_read_row(Relation rel, Jsonb *key, Snapshot snap, Jsonb **keyjson)
+{
+	RelEntry   *entry;
+	Datum		values[INDEX_MAX_KEYS];
+	Jsonb	   *canonical;
+	HeapTuple	row;
+
+	free_retired();
+	entry = get_entry(rel);
+	active_calls++;
+	parse_key(entry, rel, key, values, &canonical);
+	row = execute_one(get_plan(entry), values, NULL, true, snap, SPI_OK_SELECT, rel);
+	*keyjson = row ? ec_row_key(rel, &entry->shape, row) : canonical;
+	active_calls--;
+	return row;
 }
 
 char *
@@ -660,6 +769,7 @@ ec_current_token(Relation rel, Jsonb *key)
 	Jsonb	   *canonical;
 	char	   *result = NULL;
 	int			rc;
+	int			nestlevel;
 
 	free_retired();
 	entry = get_entry(rel);
@@ -669,7 +779,9 @@ ec_current_token(Relation rel, Jsonb *key)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(outer);
+	nestlevel = ec_push_safe_search_path();
 	rc = SPI_execute_plan(token_plan(entry, rel), values, NULL, true, 0);
+	ec_pop_search_path(nestlevel);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	if (SPI_processed > 1)

@@ -26,6 +26,10 @@
 #define EC_TRACKED_REL			"tracked_rel"
 #define EC_TRACKED_REL_PKEY		"tracked_rel_pkey"		/* (relid) */
 
+/* the triggers ec_feed.track() puts on a table */
+#define EC_STAMP_TRIGGER		"zz_ec_feed_stamp"		/* BEFORE row: ec_feed.stamp() */
+#define EC_RECORD_TRIGGER		"zz_ec_feed_record"		/* AFTER row: ec_feed.record() */
+
 /* columns of ec_feed.tracked_rel */
 #define Anum_tracked_rel_relid			1
 #define Anum_tracked_rel_history_since	5	/* added in 0.2.0 */
@@ -60,6 +64,8 @@ extern Oid	ec_feed_relid(const char *relname);
 extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
 extern bool ec_history_since(Oid relid, int64 *since);
+extern int	ec_push_safe_search_path(void);
+extern void ec_pop_search_path(int nestlevel);
 
 /* rowjson.c: row images as jsonb */
 typedef struct EcRowShape

@@ -101,9 +101,14 @@ ec_history_append(EcChange *change)
 		bool		inulls[INDEX_MAX_KEYS];
 
 		FormIndexDatum(info, slot, NULL, ivalues, inulls);
-		/* seq comes from a sequence: unique by construction, no need to check */
+
+		/*
+		 * seq is a version the stamp trigger drew (track.c checks that no
+		 * other trigger replaced it); the primary key still checks it, so
+		 * that nothing can ever record a version twice.
+		 */
 		ec_index_insert(index, ivalues, inulls, &tuple->t_self, history,
-						UNIQUE_CHECK_NO, info);
+						info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, info);
 		index_close(index, RowExclusiveLock);
 	}
 	list_free(indexes);
