@@ -14,7 +14,6 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -107,31 +106,6 @@ ec_history_since(Oid relid, int64 *since)
 	UnregisterSnapshot(snapshot);
 	table_close(tracked, AccessShareLock);
 	return found;
-}
-
-/*
- * The SQL that ec_feed builds names every table, function, operator and type
- * with its schema. It is also parsed and run under this search_path, so that
- * a caller's schemas (or pg_temp objects) can never capture a name, even one
- * that a later change forgets to qualify, nor a plan re-analysed when the
- * caller's search_path differs from the one it was prepared under. The
- * setting goes back with ec_pop_search_path(), or with the (sub)transaction
- * on error, as a function's SET clause does.
- */
-int
-ec_push_safe_search_path(void)
-{
-	int			nestlevel = NewGUCNestLevel();
-
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	return nestlevel;
-}
-
-void
-ec_pop_search_path(int nestlevel)
-{
-	AtEOXact_GUC(true, nestlevel);
 }
 
 /*

@@ -26,8 +26,11 @@
  * The SQL text is immune to the caller: the table and every operator are
  * schema-qualified, values are parameters typed by OID, and rows come back
  * as t.* (a bare "t" would name a column called t, if the table has one), to
- * be rebuilt in the table's own row type (result_row). Plans are prepared and
- * run under a fixed search_path (ec_push_safe_search_path).
+ * be rebuilt in the table's own row type (result_row). So the text means the
+ * same under any search_path: a plan is re-analysed under the caller's
+ * search_path when it differs from the one it was made under. The statements
+ * themselves run with the caller's settings, so the table's triggers and
+ * policies behave as under a plain UPDATE or DELETE.
  */
 #include "postgres.h"
 
@@ -310,14 +313,12 @@ get_entry(Relation rel)
 	return entry;
 }
 
-/* Prepare a plan under the fixed search_path; we are connected to SPI. */
+/* Prepare a plan; we are connected to SPI. */
 static SPIPlanPtr
 prepare_plan(const char *sql, int nargs, Oid *argtypes)
 {
-	int			nestlevel = ec_push_safe_search_path();
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
-	ec_pop_search_path(nestlevel);
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
 	return plan;
@@ -675,8 +676,8 @@ result_row(Relation rel, HeapTuple spitup, TupleDesc spidesc)
 }
 
 /*
- * Run a plan that returns at most one row of rel as t.*, under the fixed
- * search_path, with the given snapshot (InvalidSnapshot: SPI's usual one).
+ * Run a plan that returns at most one row of rel as t.*, with the given
+ * snapshot (InvalidSnapshot: SPI's usual one).
  * Returns the row in the table's row type, in the current memory context,
  * or NULL.
  */
@@ -684,7 +685,6 @@ static HeapTuple
 execute_one(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
 			Snapshot snapshot, int expected, Relation rel)
 {
-	int			nestlevel = ec_push_safe_search_path();
 	int			rc;
 	HeapTuple	tuple;
 
@@ -693,7 +693,6 @@ execute_one(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
 								  read_only, false, 2);
 	else
 		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-	ec_pop_search_path(nestlevel);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -769,7 +768,6 @@ ec_current_token(Relation rel, Jsonb *key)
 	Jsonb	   *canonical;
 	char	   *result = NULL;
 	int			rc;
-	int			nestlevel;
 
 	free_retired();
 	entry = get_entry(rel);
@@ -779,9 +777,7 @@ ec_current_token(Relation rel, Jsonb *key)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	MemoryContextSwitchTo(outer);
-	nestlevel = ec_push_safe_search_path();
 	rc = SPI_execute_plan(token_plan(entry, rel), values, NULL, true, 0);
-	ec_pop_search_path(nestlevel);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	if (SPI_processed > 1)

@@ -64,8 +64,6 @@ extern Oid	ec_feed_relid(const char *relname);
 extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
 extern bool ec_history_since(Oid relid, int64 *since);
-extern int	ec_push_safe_search_path(void);
-extern void ec_pop_search_path(int nestlevel);
 
 /* rowjson.c: row images as jsonb */
 typedef struct EcRowShape

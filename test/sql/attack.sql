@@ -387,6 +387,27 @@ SELECT atk_try(format('SELECT ec_feed.read(%L)', ec_feed.token('atk_claim', '{"i
 RESET ROLE;
 
 ------------------------------------------------------------------------
+-- The statements run with the caller's settings: a trigger of the table
+-- that names its audit table without a schema finds it through the
+-- caller's search_path under update_if/delete_if, as under a plain UPDATE.
+CREATE SCHEMA atk_app;
+CREATE TABLE atk_app.audit (what text);
+CREATE TABLE atk_app.orders (id int PRIMARY KEY, qty int);
+SELECT ec_feed.track('atk_app.orders');
+CREATE FUNCTION atk_app.orders_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO audit VALUES (TG_OP || ' ' || NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER orders_audit AFTER UPDATE ON atk_app.orders
+	FOR EACH ROW EXECUTE FUNCTION atk_app.orders_audit();
+INSERT INTO atk_app.orders VALUES (1, 1);
+SET search_path = atk_app, public;
+SELECT status FROM ec_feed.update_if('orders', '{"id": 1}',
+	ec_feed.token('orders', '{"id": 1}'), '{"qty": 2}');
+RESET search_path;
+SELECT what FROM atk_app.audit;
+SELECT ec_feed.untrack('atk_app.orders');
+DROP SCHEMA atk_app CASCADE;
+
+------------------------------------------------------------------------
 DROP TABLE atk_people, atk_secret, atk_hidden.salaries, public.atk_codes, public.atk_nums;
 DROP SCHEMA atk_hidden;
 DROP TABLE pg_temp.atk_shadow, pg_temp.atk_kept, pg_temp.atk_keyt, pg_temp.atk_events,
