@@ -12,7 +12,9 @@
  * slow path lock the row (SELECT ... FOR NO KEY UPDATE), read the history of
  * that one key to learn which columns changed since the token, and then write
  * (merged) or answer with the conflict. The row lock is held from the check
- * to the write, and to the end of the transaction.
+ * to the write, and to the end of the transaction. A stale token merges only
+ * when the history proves it saw every version of the row since the token
+ * (history_since and the chain of prev versions, see changed_since()).
  *
  * The history is read with the index access method, not as the caller, who
  * may have no privilege on ec_feed.history. It is read only for the row the

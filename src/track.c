@@ -10,7 +10,9 @@
  * zz_ec_feed_record (AFTER INSERT OR UPDATE OR DELETE, row) appends the change
  * to the history. AFTER triggers fire only for rows really written, so an
  * INSERT that turns into ON CONFLICT DO UPDATE records just the update, and a
- * delete that another trigger cancels records nothing.
+ * delete that another trigger cancels records nothing. An update or delete
+ * records the version it replaced (prev), which chains a row's entries: a
+ * conditional write merges a stale token only over an unbroken chain.
  *
  * A delete's version (also the old key's, when an UPDATE changes the key) is
  * drawn by the stamp trigger under the row lock, in statement order, and kept
