@@ -799,7 +799,7 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
 							  snapshot, 3, skey);
 	/* entries written before 0.2.0's upgrade script ran name no prev */
-	hs->chained = desc->natts >= Anum_history_prev;
+	hs->chained = desc->natts >= Anum_history_prev_version;
 	while ((tuple = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
@@ -810,8 +810,8 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 		Datum		changed;
 
 		CHECK_FOR_INTERRUPTS();
-		if (desc->natts >= Anum_history_prev)
-			prev = heap_getattr(tuple, Anum_history_prev, desc, &prev_null);
+		if (desc->natts >= Anum_history_prev_version)
+			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
 		if (seq == version)
 		{
 			hs->has_token_version = true;

@@ -39,7 +39,7 @@
 #define Anum_history_key		5	/* jsonb */
 #define Anum_history_data		6	/* jsonb */
 #define Anum_history_changed	7	/* text[], updates only */
-#define Anum_history_prev		8	/* bigint: the version this change replaced
+#define Anum_history_prev_version		8	/* bigint: the version this change replaced
 									 * (updates, deletes); NULL for inserts.
 									 * Added in 0.2.0. */
 

@@ -120,6 +120,14 @@ INSERT INTO hc_link VALUES (1, 'x');
 -- every column changed, key columns included: the new row stays
 SELECT status, conflicts, changed_since FROM ec_feed.delete_if('hc_link', '{"item":1,"tag":"x"}', :'l0');
 SELECT count(*) AS rows_left FROM hc_link;
+-- an allowed TRUNCATE is a hole: the new row's insert follows no delete
+SELECT ec_feed.token('hc_link', '{"item":1,"tag":"x"}') AS l1 \gset
+SET ec_feed.allow_truncate = on;
+TRUNCATE hc_link;
+RESET ec_feed.allow_truncate;
+INSERT INTO hc_link VALUES (1, 'x');
+SELECT status, conflicts, changed_since FROM ec_feed.delete_if('hc_link', '{"item":1,"tag":"x"}', :'l1');
+SELECT count(*) AS rows_left FROM hc_link;
 -- with other columns: a replaced row conflicts unless the value asked for is already there
 CREATE TABLE hc_r (id int PRIMARY KEY, a text, b text);
 SELECT ec_feed.track('hc_r');
@@ -162,6 +170,23 @@ FROM ec_feed.update_if('hc_order', '{"id":1}', :'o2', '{"qty":4}') \gset
 \echo :status :total
 SELECT :'o3' = ec_feed.token('hc_order', '{"id":1}') AS newest;
 SELECT qty, price, total FROM hc_order;
+
+------------------------------------------------------------------------
+-- the event trigger works for any role that may alter its table
+------------------------------------------------------------------------
+CREATE ROLE hc_owner;
+GRANT CREATE ON SCHEMA public TO hc_owner;
+SET ROLE hc_owner;
+CREATE TABLE hc_own (id int PRIMARY KEY, v int);
+SELECT ec_feed.track('hc_own');
+SELECT history_since AS since FROM ec_feed.tracked_rel WHERE relid = 'hc_own'::regclass \gset
+ALTER TABLE hc_own RENAME v TO w;
+SELECT history_since > :since AS moved FROM ec_feed.tracked_rel WHERE relid = 'hc_own'::regclass;
+SELECT ec_feed._schema_changed();	-- not callable directly
+RESET ROLE;
+DROP TABLE hc_own;
+REVOKE CREATE ON SCHEMA public FROM hc_owner;
+DROP ROLE hc_owner;
 
 ------------------------------------------------------------------------
 -- keys track() refuses (issues 14.5, 14.6)
