@@ -39,9 +39,8 @@
 #define Anum_history_key		5	/* jsonb */
 #define Anum_history_data		6	/* jsonb */
 #define Anum_history_changed	7	/* text[], updates only */
-#define Anum_history_prev_version		8	/* bigint: the version this change replaced
-									 * (updates, deletes); NULL for inserts.
-									 * Added in 0.2.0. */
+#define Anum_history_prev_version	8	/* bigint (0.2.0): the version an update
+											 * or delete replaced; NULL for inserts */
 
 #define EC_OP_INSERT			'i'
 #define EC_OP_UPDATE			'u'
@@ -106,8 +105,8 @@ typedef struct EcChange
 	Jsonb	   *key;
 	Jsonb	   *data;
 	ArrayType  *changed;		/* NULL unless op is EC_OP_UPDATE */
-	bool		has_prev;		/* false for inserts */
-	int64		prev;			/* the row's version before an update or delete */
+	bool		has_prev_version;	/* false for inserts */
+	int64		prev_version;	/* the row's version before an update or delete */
 } EcChange;
 
 extern void ec_history_append(EcChange *change);

@@ -266,8 +266,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	change.relid = RelationGetRelid(rel);
 	change.xid = GetTopFullTransactionId();
 	change.changed = NULL;
-	change.has_prev = false;
-	change.prev = 0;
+	change.has_prev_version = false;
+	change.prev_version = 0;
 
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
@@ -293,21 +293,21 @@ ec_feed_record(PG_FUNCTION_ARGS)
 			change.seq = take_delete_version(rel, oldtup);
 			change.key = ec_row_key(rel, &shape, oldtup);
 			change.data = ec_row_data(rel, &shape, oldtup);
-			change.has_prev = true;
-			change.prev = ec_row_version(desc, &shape, oldtup);
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 			ec_history_append(&change);
 
 			/* the new key's row starts a life of its own */
 			change.op = EC_OP_INSERT;
-			change.has_prev = false;
+			change.has_prev_version = false;
 		}
 		else
 		{
 			change.op = EC_OP_UPDATE;
 			change.changed = changed_columns(desc, oldtup, newtup);
 			/* links the row's versions into a chain (conditional.c) */
-			change.has_prev = true;
-			change.prev = ec_row_version(desc, &shape, oldtup);
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 		}
 		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
@@ -321,8 +321,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.seq = take_delete_version(rel, oldtup);
 		change.key = ec_row_key(rel, &shape, oldtup);
 		change.data = ec_row_data(rel, &shape, oldtup);
-		change.has_prev = true;
-		change.prev = ec_row_version(desc, &shape, oldtup);
+		change.has_prev_version = true;
+		change.prev_version = ec_row_version(desc, &shape, oldtup);
 	}
 	ec_history_append(&change);
 
