@@ -12,7 +12,9 @@
  * slow path lock the row (SELECT ... FOR NO KEY UPDATE), read the history of
  * that one key to learn which columns changed since the token, and then write
  * (merged) or answer with the conflict. The row lock is held from the check
- * to the write, and to the end of the transaction.
+ * to the write, and to the end of the transaction. A stale token merges only
+ * when the history proves it saw every version of the row since the token
+ * (history_since and the chain of prev versions, see changed_since()).
  *
  * The history is read with the index access method, not as the caller, who
  * may have no privilege on ec_feed.history. It is read only for the row the
@@ -43,7 +45,9 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -92,6 +96,7 @@ typedef struct RelEntry
 	SPIPlanPtr	delete_plan;
 	SPIPlanPtr	get_plan;		/* the whole row by key, for get() */
 	List	   *update_plans;	/* of UpdatePlan */
+	bool		after_triggers; /* AFTER UPDATE triggers besides ec_feed's */
 } RelEntry;
 
 /*
@@ -233,6 +238,34 @@ key_operator(Relation index, int i)
 	return result;
 }
 
+/*
+ * Has the table AFTER UPDATE triggers of its own? They fire after UPDATE ...
+ * RETURNING has produced the row, and may write the row again (a total
+ * recomputed), so update_if reads the row again after its write. Internal
+ * triggers (foreign keys) never write the row and are left out.
+ */
+static bool
+has_after_update_triggers(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	Oid			nspid = ec_feed_namespace();
+
+	if (trigdesc == NULL ||
+		(!trigdesc->trig_update_after_row && !trigdesc->trig_update_after_statement))
+		return false;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!TRIGGER_FOR_AFTER(trigger->tgtype) || !TRIGGER_FOR_UPDATE(trigger->tgtype) ||
+			trigger->tgisinternal || trigger->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (get_func_namespace(trigger->tgfoid) != nspid)
+			return true;
+	}
+	return false;
+}
+
 static void
 build_entry(RelEntry *entry, Relation rel)
 {
@@ -278,6 +311,7 @@ build_entry(RelEntry *entry, Relation rel)
 								   makeNullConst(JSONBOID, -1, InvalidOid)),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	entry->populate.fn_expr = (Node *) call;
+	entry->after_triggers = has_after_update_triggers(rel);
 
 	MemoryContextSwitchTo(old);
 	entry->valid = true;
@@ -820,6 +854,7 @@ ec_current_token(Relation rel, Jsonb *key)
 typedef struct HistorySince
 {
 	bool		has_token_version;	/* an entry at the token's version is retained */
+	bool		chained;		/* each later entry follows the one before it */
 	int64		last;			/* the newest entry's version, 0 if none */
 	bool		replaced;		/* deleted (and maybe inserted again) since */
 	bool		deleted;		/* a delete since the token */
@@ -837,6 +872,14 @@ add_name(List **names, const char *name)
 	*names = lappend(*names, pstrdup(name));
 }
 
+/*
+ * The entries of one key from the token's version on. They are chained when
+ * each update or delete names as its prev the version of the entry before it,
+ * and an insert follows only a delete (the row was replaced): then no version
+ * of the row between the token's and the last entry's went unrecorded. A
+ * change made while nothing recorded it (history off, trigger disabled) leaves
+ * a version no entry has, so the next entry's prev matches nothing.
+ */
 static void
 history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 {
@@ -846,6 +889,8 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 	Snapshot	snapshot;
 	HeapTuple	tuple;
 	TupleDesc	desc;
+	char		prev_op = '\0';	/* op of the entry before */
+	int64		expect = version;	/* its version: the next entry's prev */
 
 	memset(hs, 0, sizeof(HistorySince));
 	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
@@ -861,19 +906,31 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 				Int64GetDatum(version));
 	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
 							  snapshot, 3, skey);
+	/* entries written before 0.2.0's upgrade script ran name no prev */
+	hs->chained = desc->natts >= Anum_history_prev_version;
 	while ((tuple = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
 		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
 		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		Datum		prev = 0;
+		bool		prev_null = true;
 		Datum		changed;
 
 		CHECK_FOR_INTERRUPTS();
+		if (desc->natts >= Anum_history_prev_version)
+			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
 		if (seq == version)
 		{
 			hs->has_token_version = true;
+			prev_op = op;
 			continue;
 		}
+		if (op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
+			prev_null || DatumGetInt64(prev) != expect)
+			hs->chained = false;
+		prev_op = op;
+		expect = seq;
 		hs->last = seq;
 		if (op == EC_OP_UPDATE)
 		{
@@ -916,22 +973,31 @@ text_array(List *names)
 /*
  * The columns changed since the token, in the table's column order (names the
  * table no longer has last), or NIL with *known false when the history cannot
- * tell: not recorded, pruned, or the token names no version of this row.
+ * prove it saw every version of the row from the token's to the current one:
+ * the token's version is older than the table's history (history_since: not
+ * recorded then, or the table's schema changed since), pruned, never
+ * committed, or the chain of versions has a hole. A row replaced since the
+ * token (deleted and inserted again) has every column changed, key columns
+ * too: a table of key columns only would otherwise show nothing changed.
  */
 static List *
-changed_since(Relation rel, const EcRowShape *shape, bool history_on, Jsonb *key,
+changed_since(Relation rel, bool history_on, Jsonb *key,
 			  int64 token_version, int64 current_version, bool *known)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	HistorySince hs;
+	int64		since;
 	List	   *result = NIL;
 	ListCell   *lc;
 
 	*known = false;
 	if (!history_on || token_version > current_version)
 		return NIL;
+	/* read after the row lock: a track() or ALTER TABLE before it is seen */
+	if (!ec_history_since(RelationGetRelid(rel), &since) || token_version < since)
+		return NIL;
 	history_since(RelationGetRelid(rel), key, token_version, &hs);
-	if (!hs.has_token_version || hs.last != current_version)
+	if (!hs.has_token_version || !hs.chained || hs.last != current_version)
 		return NIL;
 	*known = true;
 
@@ -939,12 +1005,10 @@ changed_since(Relation rel, const EcRowShape *shape, bool history_on, Jsonb *key
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *name = NameStr(att->attname);
-		bool		listed = false;
+		bool		listed = hs.replaced;
 
 		if (att->attisdropped || ec_is_managed_column(name))
 			continue;
-		if (hs.replaced)
-			listed = key_position(shape, att->attnum) < 0;
 		foreach(lc, hs.changed)
 			if (!listed && strcmp(lfirst(lc), name) == 0)
 				listed = true;
@@ -1160,7 +1224,7 @@ lock_for_token(Relation rel, RelEntry *entry, bool for_delete, Datum *keyvals,
 		token_of_other_row(rel);
 	result->changed_since = NIL;
 	if (*version != token->version)
-		result->changed_since = changed_since(rel, &entry->shape, history_on, *rowkey,
+		result->changed_since = changed_since(rel, history_on, *rowkey,
 											  token->version, *version, &known);
 	result->changed_known = known;
 	return locked;
@@ -1301,6 +1365,15 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 			else
 				conflict_result(&result, rel, entry, locked, rowkey);
 		}
+	}
+	if (row && entry->after_triggers)
+	{
+		/* the row as the table's AFTER triggers left it (we hold its lock) */
+		HeapTuple	now = run_plan(lock_plan(entry, false), keyvals, NULL, false,
+								   SPI_OK_SELECT, relid);
+
+		if (now)
+			row = now;
 	}
 	if (row)
 	{

@@ -85,6 +85,8 @@ ec_history_append(EcChange *change)
 		values[Anum_history_changed - 1] = PointerGetDatum(change->changed);
 	else
 		nulls[Anum_history_changed - 1] = true;
+	values[Anum_history_prev_version - 1] = Int64GetDatum(change->prev_version);
+	nulls[Anum_history_prev_version - 1] = !change->has_prev_version;
 
 	tuple = heap_form_tuple(RelationGetDescr(history), values, nulls);
 	simple_heap_insert(history, tuple);

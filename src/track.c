@@ -10,7 +10,9 @@
  * zz_ec_feed_record (AFTER INSERT OR UPDATE OR DELETE, row) appends the change
  * to the history. AFTER triggers fire only for rows really written, so an
  * INSERT that turns into ON CONFLICT DO UPDATE records just the update, and a
- * delete that another trigger cancels records nothing.
+ * delete that another trigger cancels records nothing. An update or delete
+ * records the version it replaced (prev), which chains a row's entries: a
+ * conditional write merges a stale token only over an unbroken chain.
  *
  * A delete's version (also the old key's, when an UPDATE changes the key) is
  * drawn by the stamp trigger under the row lock, in statement order, and kept
@@ -442,6 +444,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	change.relid = RelationGetRelid(rel);
 	change.xid = GetTopFullTransactionId();
 	change.changed = NULL;
+	change.has_prev_version = false;
+	change.prev_version = 0;
 
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
@@ -467,14 +471,21 @@ ec_feed_record(PG_FUNCTION_ARGS)
 			change.seq = take_delete_version(rel, oldtup);
 			change.key = ec_row_key(rel, &shape, oldtup);
 			change.data = ec_row_data(rel, &shape, oldtup);
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 			ec_history_append(&change);
 
+			/* the new key's row starts a life of its own */
 			change.op = EC_OP_INSERT;
+			change.has_prev_version = false;
 		}
 		else
 		{
 			change.op = EC_OP_UPDATE;
 			change.changed = changed_columns(desc, oldtup, newtup);
+			/* links the row's versions into a chain (conditional.c) */
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 		}
 		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
@@ -488,6 +499,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.seq = take_delete_version(rel, oldtup);
 		change.key = ec_row_key(rel, &shape, oldtup);
 		change.data = ec_row_data(rel, &shape, oldtup);
+		change.has_prev_version = true;
+		change.prev_version = ec_row_version(desc, &shape, oldtup);
 	}
 	ec_history_append(&change);
 
