@@ -17,7 +17,8 @@ CREATE OR REPLACE VIEW ec_feed.tracked AS
 		 FROM pg_catalog.pg_index i
 		 CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
 		 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-		 WHERE i.indrelid = t.relid AND i.indisprimary) AS key_columns,
+		 WHERE i.indrelid = t.relid AND i.indisprimary
+		   AND k.ord OPERATOR(pg_catalog.<=) i.indnkeyatts) AS key_columns,
 		EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
 				WHERE g.tgrelid = t.relid AND g.tgname = 'zz_ec_feed_record'
 				  AND g.tgfoid = 'ec_feed.record()'::pg_catalog.regprocedure
