@@ -10,10 +10,10 @@
  * well have committed, and one below xmax may still run.
  *
  * On a hot standby the snapshot is built from the xids replayed so far
- * (KnownAssignedXids): every running xid is in subxip, xip stays empty. So
- * both lists are searched. A top-level xid is always listed itself, also
- * when the snapshot's subxid lists overflowed, so no pg_subtrans lookup is
- * needed (and the token holds only top-level xids).
+ * (KnownAssignedXids): every running xid is in subxip, xip stays empty. A
+ * top-level xid is always listed itself, also when the snapshot's subxid
+ * lists overflowed, so no pg_subtrans lookup is needed (and the token holds
+ * only top-level xids); see top_xid_running().
  *
  * ec_feed.require_visible() can wait. While it sleeps it must not hold back
  * vacuum on a primary or replay on a standby: a backend's published xmin
@@ -79,6 +79,25 @@ xid_listed(TransactionId xid, const TransactionId *xids, int n)
 }
 
 /*
+ * Is top-level transaction xid, within [xmin, xmax) of snap, listed as
+ * running in it? XidInMVCCSnapshot() without the pg_subtrans lookup, which
+ * a top-level xid never needs. On a primary xip lists every running
+ * top-level transaction; subxip holds only subtransactions, and once they
+ * overflowed (suboverflowed) it is incomplete and a registered copy does not
+ * keep it at all: subxip is NULL while subxcnt stays positive. During
+ * recovery every running xid, top-level ones included, is in subxip, and a
+ * copy keeps it even when it overflowed.
+ */
+static bool
+top_xid_running(TransactionId xid, Snapshot snap)
+{
+	if (xid_listed(xid, snap->xip, snap->xcnt))
+		return true;
+	return snap->takenDuringRecovery &&
+		xid_listed(xid, snap->subxip, snap->subxcnt);
+}
+
+/*
  * Is the write of transaction fxid visible in snapshot snap? The snapshot
  * must have been taken before the call: the next xid, read here, is the
  * reference for widening its 32-bit xids. Raises an error for a write that
@@ -127,8 +146,7 @@ write_state(FullTransactionId fxid, Snapshot snap)
 	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmax, next)))
 		return EC_WRITE_PENDING;
 	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmin, next)) &&
-		(xid_listed(xid, snap->xip, snap->xcnt) ||
-		 xid_listed(xid, snap->subxip, snap->subxcnt)))
+		top_xid_running(xid, snap))
 		return EC_WRITE_PENDING;
 
 	/*
