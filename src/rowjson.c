@@ -183,7 +183,7 @@ typedef enum EcKeyKind
 	EC_KEY_FLOAT4,				/* shortest exact digits, as extra_float_digits 1 */
 	EC_KEY_FLOAT8,
 	EC_KEY_BYTEA,				/* hex, as bytea_output 'hex' */
-	EC_KEY_JSONB,				/* to_jsonb(), which reads no setting for it */
+	EC_KEY_TO_JSONB,			/* to_jsonb(), which reads no setting for this type */
 	EC_KEY_FIXED				/* to_jsonb() under the fixed settings below */
 } EcKeyKind;
 
@@ -220,7 +220,7 @@ typedef struct KeyColumn
 	Oid			typid;			/* the column's type, to check the cache */
 	Oid			base;			/* its base type (through domains) */
 	EcKeyKind	kind;
-	FmgrInfo	fn;				/* OUTPUT: the output function; JSONB, FIXED: to_jsonb */
+	FmgrInfo	fn;				/* OUTPUT: the output function; TO_JSONB, FIXED: to_jsonb */
 } KeyColumn;
 
 /* The key columns of one table and how to render them, kept per session. */
@@ -286,7 +286,7 @@ key_kind(Oid typid, int *settings)
 		case OIDOID:
 		case CHAROID:
 		case TIMEOID:
-		case TIMETZOID:			/* DateStyle changes only the XSD offset form */
+		case TIMETZOID:			/* its offset prints alike in every DateStyle */
 		case INETOID:
 		case CIDROID:
 		case MACADDROID:
@@ -312,7 +312,7 @@ key_kind(Oid typid, int *settings)
 			return EC_KEY_BYTEA;
 		case JSONOID:
 		case JSONBOID:
-			return EC_KEY_JSONB;
+			return EC_KEY_TO_JSONB;
 		case INTERVALOID:
 			*settings = EC_SET_INTERVALSTYLE;
 			return EC_KEY_FIXED;
@@ -357,7 +357,7 @@ key_kind(Oid typid, int *settings)
 			case EC_KEY_FIXED:
 				return EC_KEY_FIXED;
 			default:
-				return EC_KEY_JSONB;
+				return EC_KEY_TO_JSONB;
 		}
 	}
 
@@ -442,7 +442,7 @@ key_shape(Relation rel, const EcRowShape *shape)
 			getTypeOutputInfo(col->base, &outfunc, &varlena);
 			fmgr_info_cxt(outfunc, &col->fn, entry->mcxt);
 		}
-		else if (col->kind == EC_KEY_JSONB || col->kind == EC_KEY_FIXED)
+		else if (col->kind == EC_KEY_TO_JSONB || col->kind == EC_KEY_FIXED)
 			to_jsonb_info(&col->fn, col->typid, entry->mcxt);
 	}
 	entry->valid = invals == key_shape_invals;
@@ -561,7 +561,7 @@ push_key_value(JsonbParseState **state, const KeyColumn *col, Datum value)
 				string_value(&v, str, len * 2 + 2);
 			}
 			break;
-		case EC_KEY_JSONB:
+		case EC_KEY_TO_JSONB:
 		case EC_KEY_FIXED:
 			push_jsonb(state, DatumGetJsonbP(FunctionCall1((FmgrInfo *) &col->fn, value)));
 			return;
