@@ -420,8 +420,7 @@ key_shape(Relation rel, const EcRowShape *shape)
 	invals = key_shape_invals;
 	if (entry->mcxt)
 		MemoryContextDelete(entry->mcxt);
-	entry->mcxt = AllocSetContextCreate(CacheMemoryContext, "ec_feed key shape",
-										ALLOCSET_SMALL_SIZES);
+	entry->mcxt = NULL;
 	entry->nkeys = shape->nkeys;
 	entry->settings = 0;
 	for (int i = 0; i < shape->nkeys; i++)
@@ -434,6 +433,10 @@ key_shape(Relation rel, const EcRowShape *shape)
 		col->base = getBaseType(col->typid);
 		col->kind = key_kind(col->typid, &settings);
 		entry->settings |= settings;
+		if ((col->kind == EC_KEY_OUTPUT || col->kind == EC_KEY_TO_JSONB ||
+			 col->kind == EC_KEY_FIXED) && entry->mcxt == NULL)
+			entry->mcxt = AllocSetContextCreate(CacheMemoryContext, "ec_feed key shape",
+												ALLOCSET_SMALL_SIZES);
 		if (col->kind == EC_KEY_OUTPUT)
 		{
 			Oid			outfunc;

@@ -51,6 +51,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -165,6 +166,7 @@ version_state(const EcToken *token, bool own)
 	HeapTuple	tuple;
 	EcVersionState state = own ? EC_VERSION_UNKNOWN : EC_VERSION_ROLLED_BACK;
 	int			scanned = 0;
+	MemoryContext per_entry;
 
 	rel = try_relation_open(token->relid, AccessShareLock);
 	if (rel == NULL)
@@ -183,6 +185,8 @@ version_state(const EcToken *token, bool own)
 				Int64GetDatum(token->version));
 	scan = systable_beginscan(hist, ec_feed_relid(EC_HISTORY_XID_IDX), true,
 							  SnapshotAny, 2, skey);
+	per_entry = AllocSetContextCreate(CurrentMemoryContext, "ec_feed version check",
+									  ALLOCSET_SMALL_SIZES);
 	while ((tuple = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
@@ -206,16 +210,24 @@ version_state(const EcToken *token, bool own)
 			state = EC_VERSION_UNKNOWN;
 			break;
 		}
-		if (op == EC_OP_INSERT && relid == token->relid && entry_committed(tuple, false) &&
-			ec_key_hash(DatumGetJsonbP(heap_getattr(tuple, Anum_history_key, desc, &isnull))) ==
-			token->key_hash)
+		if (op == EC_OP_INSERT && relid == token->relid && entry_committed(tuple, false))
 		{
-			state = EC_VERSION_EXISTED;
-			break;
+			MemoryContext old = MemoryContextSwitchTo(per_entry);
+			uint64		key_hash = ec_key_hash(DatumGetJsonbP(heap_getattr(tuple, Anum_history_key,
+																		   desc, &isnull)));
+
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_entry);
+			if (key_hash == token->key_hash)
+			{
+				state = EC_VERSION_EXISTED;
+				break;
+			}
 		}
 	}
 	systable_endscan(scan);
 	table_close(hist, AccessShareLock);
+	MemoryContextDelete(per_entry);
 	return state;
 }
 
