@@ -33,6 +33,7 @@ EC_ROOT_RUN=
 EC_ROOT_MNT=
 EC_ROOT_MOUNTS=()
 EC_ROOT_BUILDING=
+EC_ROOT_CHILD=
 
 # ec_root_release MAJOR: the Debian release whose archive has that major.
 ec_root_release() {
@@ -100,6 +101,28 @@ ec_apt_uri() {
 	return 1
 }
 
+# ec_root_spawn CMD...: run CMD as the leader of a new process group and wait
+# for it. In the background, so that a signal runs our trap at once (bash runs
+# traps only between commands), and in its own group, so that the trap can
+# stop it with everything it started (ec_root_stop_child).
+ec_root_spawn() {
+	local rc
+	setsid -w "$@" </dev/null &
+	EC_ROOT_CHILD=$!
+	wait "$EC_ROOT_CHILD"
+	rc=$?
+	EC_ROOT_CHILD=
+	return "$rc"
+}
+
+ec_root_stop_child() {
+	[ -n "$EC_ROOT_CHILD" ] || return 0
+	kill -KILL -- "-$EC_ROOT_CHILD" 2>/dev/null
+	kill -KILL "$EC_ROOT_CHILD" 2>/dev/null
+	wait "$EC_ROOT_CHILD" 2>/dev/null
+	EC_ROOT_CHILD=
+}
+
 # ec_root_umount_under DIR: unmount everything mounted at or below DIR,
 # deepest first (a killed debootstrap can leave its /proc and /sys mounted).
 ec_root_umount_under() {
@@ -153,8 +176,8 @@ ec_root_ensure() {
 		start=$(date +%s)
 		ec_log "PostgreSQL $major: making a Debian $release root with debootstrap from $uri (a few minutes; cached in $cache)"
 		# shellcheck disable=SC2086
-		if ! debootstrap --variant=minbase --include="$(echo $pkgs | tr ' ' ,)" \
-			"$release" "$tmp/root" "$uri" >"$tmp/debootstrap.log" 2>&1 </dev/null; then
+		if ! ec_root_spawn debootstrap --variant=minbase --include="$(echo $pkgs | tr ' ' ,)" \
+			"$release" "$tmp/root" "$uri" >"$tmp/debootstrap.log" 2>&1; then
 			tail -n 30 "$tmp/debootstrap.log"
 			tail -n 30 "$tmp/root/debootstrap/debootstrap.log" 2>/dev/null
 			ec_die "debootstrap of $release failed (see above)"
@@ -217,16 +240,34 @@ ec_root_mount() {
 	EC_ROOT_MOUNTS+=("$EC_ROOT_MNT/dev/shm")
 }
 
+# ec_root_pids: into array pids, the processes whose root is this run's root
+# (only processes this run started can be there).
+ec_root_pids() {
+	local p
+	pids=()
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$EC_ROOT_MNT" ] && pids+=("${p#/proc/}")
+	done
+}
+
 # ec_root_cleanup: stop what still runs in the root, unmount, remove the run
 # directory. From the EXIT trap: keeps the exit status.
 ec_root_cleanup() {
-	local rc=$? i p
+	local rc=$? i sig pids
 	trap - EXIT
+	ec_root_stop_child
 	if [ -n "$EC_ROOT_MNT" ]; then
-		# servers the inner script could not stop (it was killed): only
-		# processes whose root is this run's root
-		for p in /proc/[0-9]*; do
-			[ "$(readlink "$p/root" 2>/dev/null)" = "$EC_ROOT_MNT" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+		# Servers the inner script could not stop because it was killed
+		# (pg_ctl puts them in a session of their own): SIGQUIT is an
+		# immediate shutdown that also removes their shared memory; what is
+		# left after a few seconds gets SIGKILL.
+		for sig in QUIT KILL; do
+			for i in 1 2 3 4 5 6 7 8 9 10; do
+				ec_root_pids
+				[ ${#pids[@]} -eq 0 ] && break 2
+				[ "$i" -eq 1 ] && kill "-$sig" "${pids[@]}" 2>/dev/null
+				sleep 0.5
+			done
 		done
 		for ((i = ${#EC_ROOT_MOUNTS[@]} - 1; i >= 0; i--)); do
 			umount "${EC_ROOT_MOUNTS[i]}" 2>/dev/null || umount -l "${EC_ROOT_MOUNTS[i]}" 2>/dev/null ||
@@ -268,6 +309,6 @@ ec_root_run() {
 		[ -n "${!v:-}" ] && envv+=("$v=${!v}")
 	done
 	ec_log "PostgreSQL $EC_PG_MAJOR: running $script in the root (chroot $EC_ROOT_MNT)"
-	chroot "$EC_ROOT_MNT" /usr/bin/env -i "${envv[@]}" /bin/bash "/ec_src/$script" </dev/null
+	ec_root_spawn chroot "$EC_ROOT_MNT" /usr/bin/env -i "${envv[@]}" /bin/bash "/ec_src/$script"
 	exit $?
 }
