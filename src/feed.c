@@ -38,6 +38,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "lib/binaryheap.h"
@@ -61,13 +62,32 @@
 
 #define FEED_COLUMNS	8
 
+/*
+ * The merge keeps at most this many index scans of (a) streams open; the
+ * others are parked at their next row and repositioned when they become the
+ * smallest again. So a read's memory does not grow with the number of
+ * transactions a cursor names as open (a forged cursor can name millions).
+ */
+#define FEED_OPEN_SCANS	16
+
+struct FeedStream;
+
+/* An index scan with its slot, lent to one stream at a time. */
+typedef struct OpenScan
+{
+	IndexScanDesc scan;			/* NULL until first lent */
+	TupleTableSlot *slot;
+	struct FeedStream *owner;	/* NULL when free */
+	uint64		used;			/* when its owner last returned a row */
+} OpenScan;
+
 /* One ordered source of rows for the merge: (a) one open xid, or (b) the range. */
 typedef struct FeedStream
 {
-	IndexScanDesc scan;
-	TupleTableSlot *slot;
 	bool		is_range;
-	int64		seq;			/* seq of the row the slot holds */
+	uint64		xid;			/* (a): the transaction */
+	int64		seq;			/* seq of the stream's next row */
+	OpenScan   *open;			/* its scan, positioned on that row; NULL while parked */
 } FeedStream;
 
 /* The state of one ec_feed.read() call. */
@@ -84,6 +104,12 @@ typedef struct FeedScan
 	Tuplestorestate *store;
 	TupleDesc	desc;
 	MemoryContext row_context;
+	/* index scans of the delta being read */
+	OpenScan	pool[FEED_OPEN_SCANS];	/* lent to (a) streams */
+	OpenScan	probe;			/* finds the first row of an (a) stream */
+	OpenScan	seek;			/* finds the xids in [prev.xmax, prev.nxt) with rows */
+	OpenScan	range;			/* the (b) stream */
+	uint64		clock;
 } FeedScan;
 
 typedef struct AllowedRel
@@ -110,6 +136,23 @@ refuse_in_recovery(void)
 				 errmsg("the change feed cannot be read during recovery"),
 				 errdetail("A standby's copy of the version sequence runs ahead of the versions handed out, so a cursor taken there could skip changes."),
 				 errhint("Read the feed on the primary; use ec_feed.token_status() on standbys.")));
+}
+
+/*
+ * The end of the WAL inserted so far, as a flush request. At the start of a
+ * page GetXLogInsertRecPtr() points past the page header, where no record
+ * ends and which XLogFlush() cannot reach until more is inserted.
+ */
+static XLogRecPtr
+wal_inserted_upto(void)
+{
+	XLogRecPtr	upto = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(upto, wal_segment_size) == SizeOfXLogLongPHD)
+		upto -= SizeOfXLogLongPHD;
+	else if (upto % XLOG_BLCKSZ == SizeOfXLogShortPHD)
+		upto -= SizeOfXLogShortPHD;
+	return upto;
 }
 
 /*
@@ -147,8 +190,30 @@ take_mark(EcMark *mark, Snapshot snap)
 		if (U64FromFullTransactionId(own) < mark->xmin)
 			mark->xmin = U64FromFullTransactionId(own);
 	}
-	mark->nxip = n;
 	qsort(mark->xip, n, sizeof(uint64), compare_xid);
+
+	/*
+	 * A transaction being prepared is listed twice in the proc array for a
+	 * moment (twophase.c): keep each xid once.
+	 */
+	mark->nxip = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (mark->nxip == 0 || mark->xip[mark->nxip - 1] != mark->xip[i])
+			mark->xip[mark->nxip++] = mark->xip[i];
+	}
+
+	/*
+	 * Make durable what the mark names before a cursor holding it leaves the
+	 * server: the sequence's logged advance past lo and hi, and the commit or
+	 * abort record of every transaction the snapshot saw finish. Otherwise a
+	 * crash could take them back: the sequence would hand out again versions
+	 * up to hi, and an xid below xmax whose abort was not flushed would be
+	 * assigned again, and the cursor would treat the changes of both as read.
+	 * All of it was inserted into the WAL before these readings; flushing
+	 * returns at once when it is flushed already.
+	 */
+	XLogFlush(wal_inserted_upto());
 }
 
 /* Was a committed top-level transaction visible at the mark? */
@@ -256,37 +321,35 @@ compare_streams(Datum a, Datum b, void *arg)
 	return (x < y) - (x > y);
 }
 
-static FeedStream *
-open_stream(FeedScan *fs, bool is_range, uint64 xid, int64 after)
+static void
+begin_scan(FeedScan *fs, OpenScan *os, Relation index, int nkeys)
 {
-	FeedStream *stream = palloc(sizeof(FeedStream));
-	ScanKeyData keys[2];
-
-	stream->is_range = is_range;
-	stream->slot = table_slot_create(fs->history, NULL);
-	if (is_range)
-	{
-		ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-		stream->scan = index_beginscan(fs->history, fs->seq_index, fs->snapshot, 1, 0);
-		index_rescan(stream->scan, keys, 1, NULL, 0);
-	}
-	else
-	{
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ,
-					FullTransactionIdGetDatum(FullTransactionIdFromU64(xid)));
-		ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-		stream->scan = index_beginscan(fs->history, fs->xid_index, fs->snapshot, 2, 0);
-		index_rescan(stream->scan, keys, 2, NULL, 0);
-	}
-	return stream;
+	os->scan = index_beginscan(fs->history, index, fs->snapshot, nkeys, 0);
+	os->slot = table_slot_create(fs->history, NULL);
 }
 
 static void
-close_stream(FeedStream *stream)
+end_scan(OpenScan *os)
 {
-	index_endscan(stream->scan);
-	ExecDropSingleTupleTableSlot(stream->slot);
-	pfree(stream);
+	if (os->scan == NULL)
+		return;
+	index_endscan(os->scan);
+	ExecDropSingleTupleTableSlot(os->slot);
+	os->scan = NULL;
+}
+
+/* Position an (a) stream's scan before its first row with seq > after. */
+static void
+position_xid(FeedScan *fs, OpenScan *os, uint64 xid, int64 after)
+{
+	ScanKeyData keys[2];
+
+	if (os->scan == NULL)
+		begin_scan(fs, os, fs->xid_index, 2);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(xid)));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	index_rescan(os->scan, keys, 2, NULL, 0);
 }
 
 /* Advance to the stream's next row that belongs in the delta; false at its end. */
@@ -294,11 +357,12 @@ static bool
 stream_next(FeedScan *fs, FeedStream *stream)
 {
 	const EcCursor *cursor = fs->cursor;
+	TupleTableSlot *slot = stream->open->slot;
 
-	while (index_getnext_slot(stream->scan, ForwardScanDirection, stream->slot))
+	while (index_getnext_slot(stream->open->scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		int64		seq = DatumGetInt64(slot_getattr(stream->slot, Anum_history_seq, &isnull));
+		int64		seq = DatumGetInt64(slot_getattr(slot, Anum_history_seq, &isnull));
 		Oid			relid;
 
 		CHECK_FOR_INTERRUPTS();
@@ -309,18 +373,158 @@ stream_next(FeedScan *fs, FeedStream *stream)
 			if (seq > cursor->cur.hi)
 				return false;
 			xid = U64FromFullTransactionId(DatumGetFullTransactionId(
-																	 slot_getattr(stream->slot, Anum_history_xid, &isnull)));
+																	 slot_getattr(slot, Anum_history_xid, &isnull)));
 			/* older transactions are in an earlier delta or in an (a) stream */
 			if (xid < cursor->prev.nxt || !mark_sees(&cursor->cur, xid))
 				continue;
 		}
-		relid = DatumGetObjectId(slot_getattr(stream->slot, Anum_history_relid, &isnull));
+		relid = DatumGetObjectId(slot_getattr(slot, Anum_history_relid, &isnull));
 		if (!rel_allowed(fs, relid))
 			continue;
 		stream->seq = seq;
 		return true;
 	}
 	return false;
+}
+
+/* The seq of transaction xid's first row in the delta after `after`, if any. */
+static bool
+probe_xid(FeedScan *fs, uint64 xid, int64 after, int64 *seq)
+{
+	FeedStream	probe = {false, xid, 0, &fs->probe};
+
+	position_xid(fs, &fs->probe, xid, after);
+	if (!stream_next(fs, &probe))
+		return false;
+	*seq = probe.seq;
+	return true;
+}
+
+/*
+ * The smallest xid in [from, to) that has a row visible to the scan's
+ * snapshot, with that row's seq and table. One index descent, however many
+ * xids of the range have no rows.
+ */
+static bool
+seek_xid(FeedScan *fs, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid)
+{
+	OpenScan   *os = &fs->seek;
+	ScanKeyData keys[2];
+	bool		isnull;
+
+	if (os->scan == NULL)
+		begin_scan(fs, os, fs->xid_index, 2);
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_XID8GE,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
+	ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_XID8LT,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(to)));
+	index_rescan(os->scan, keys, 2, NULL, 0);
+	if (!index_getnext_slot(os->scan, ForwardScanDirection, os->slot))
+		return false;
+	*xid = U64FromFullTransactionId(DatumGetFullTransactionId(
+															  slot_getattr(os->slot, Anum_history_xid, &isnull)));
+	*seq = DatumGetInt64(slot_getattr(os->slot, Anum_history_seq, &isnull));
+	*relid = DatumGetObjectId(slot_getattr(os->slot, Anum_history_relid, &isnull));
+	return true;
+}
+
+/* Lend a scan of the pool to a parked stream: a free one, or the least recently used. */
+static void
+unpark(FeedScan *fs, FeedStream *stream)
+{
+	OpenScan   *os = &fs->pool[0];
+
+	for (int i = 0; i < FEED_OPEN_SCANS; i++)
+	{
+		if (fs->pool[i].owner == NULL)
+		{
+			os = &fs->pool[i];
+			break;
+		}
+		if (fs->pool[i].used < os->used)
+			os = &fs->pool[i];
+	}
+	if (os->owner != NULL)
+		os->owner->open = NULL; /* parked at its next row, os->owner->seq */
+	os->owner = stream;
+	stream->open = os;
+	position_xid(fs, os, stream->xid, stream->seq - 1);
+}
+
+/* The candidates for (a) streams, parked; grows by doubling. */
+typedef struct Candidates
+{
+	FeedStream *items;
+	int			n;
+	int			size;
+} Candidates;
+
+static void
+add_candidate(Candidates *c, uint64 xid, int64 seq)
+{
+	if (c->n == c->size)
+	{
+		c->size *= 2;
+		c->items = repalloc_huge(c->items, sizeof(FeedStream) * c->size);
+	}
+	c->items[c->n].is_range = false;
+	c->items[c->n].xid = xid;
+	c->items[c->n].seq = seq;
+	c->items[c->n].open = NULL;
+	c->n++;
+}
+
+/*
+ * The transactions open at prev and visible at cur that have rows after
+ * cursor->last, each with the seq of its first such row. Only xids visible
+ * at cur are looked at: rows of transactions still open are never read. The
+ * xids of prev's xip are probed one by one (the cursor holds each); the
+ * range [prev.xmax, prev.nxt) is searched by index descents that skip xids
+ * without rows, so its width costs nothing.
+ */
+static void
+find_candidates(FeedScan *fs, Candidates *c)
+{
+	const EcCursor *cursor = fs->cursor;
+	const EcMark *prev = &cursor->prev;
+	const EcMark *cur = &cursor->cur;
+	uint64		from = prev->xmax;
+	uint64		end = Min(prev->nxt, cur->xmax);	/* cur sees none from cur.xmax on */
+	int			j = 0;
+
+	for (int i = 0; i < prev->nxip; i++)
+	{
+		int64		seq;
+
+		CHECK_FOR_INTERRUPTS();
+		if (mark_sees(cur, prev->xip[i]) &&
+			probe_xid(fs, prev->xip[i], cursor->last, &seq))
+			add_candidate(c, prev->xip[i], seq);
+	}
+
+	/* [prev.xmax, end) in segments between the xids open at cur */
+	while (j < cur->nxip && cur->xip[j] < from)
+		j++;
+	while (from < end)
+	{
+		uint64		to = (j < cur->nxip && cur->xip[j] < end) ? cur->xip[j] : end;
+		uint64		xid;
+		int64		seq;
+		Oid			relid;
+
+		while (from < to && seek_xid(fs, from, to, &xid, &seq, &relid))
+		{
+			CHECK_FOR_INTERRUPTS();
+			/* the first row of xid, unless it was read already or is filtered */
+			if (seq > cursor->last && rel_allowed(fs, relid))
+				add_candidate(c, xid, seq);
+			else if (probe_xid(fs, xid, cursor->last, &seq))
+				add_candidate(c, xid, seq);
+			from = xid + 1;
+		}
+		from = to + 1;			/* past the xid open at cur */
+		j++;
+	}
 }
 
 static text *
@@ -370,59 +574,75 @@ static int64
 scan_delta(FeedScan *fs, int64 limit, bool *drained)
 {
 	EcCursor   *cursor = fs->cursor;
-	const EcMark *prev = &cursor->prev;
+	Candidates	c;
+	FeedStream	range = {true, 0, 0, &fs->range};
 	binaryheap *heap;
 	int64		emitted = 0;
-	FeedStream *stream;
+	ScanKeyData key;
 
-	/* prev's open transactions: its xip, then [xmax, nxt) */
-	heap = binaryheap_allocate(prev->nxip + (prev->nxt - prev->xmax) + 1,
-							   compare_streams, NULL);
-	for (uint64 i = 0, xid = prev->xmax; i < prev->nxip || xid < prev->nxt;)
-	{
-		uint64		open = i < prev->nxip ? prev->xip[i++] : xid++;
+	memset(fs->pool, 0, sizeof(fs->pool));
+	memset(&fs->probe, 0, sizeof(OpenScan));
+	memset(&fs->seek, 0, sizeof(OpenScan));
+	fs->clock = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (!mark_sees(&cursor->cur, open))
-			continue;
-		stream = open_stream(fs, false, open, cursor->last);
-		if (stream_next(fs, stream))
-			binaryheap_add_unordered(heap, PointerGetDatum(stream));
-		else
-			close_stream(stream);
-	}
-	ec_cursor_rows_begin(&fs->row_cursors, cursor);
-	stream = open_stream(fs, true, 0, Max(prev->lo, cursor->last));
-	if (stream_next(fs, stream))
-		binaryheap_add_unordered(heap, PointerGetDatum(stream));
-	else
-		close_stream(stream);
+	c.n = 0;
+	c.size = 16;
+	c.items = palloc(sizeof(FeedStream) * c.size);
+	find_candidates(fs, &c);
+	end_scan(&fs->probe);
+	end_scan(&fs->seek);
+
+	heap = binaryheap_allocate(c.n + 1, compare_streams, NULL);
+	for (int i = 0; i < c.n; i++)
+		binaryheap_add_unordered(heap, PointerGetDatum(&c.items[i]));
+	begin_scan(fs, &fs->range, fs->seq_index, 1);
+	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT,
+				Int64GetDatum(Max(cursor->prev.lo, cursor->last)));
+	index_rescan(fs->range.scan, &key, 1, NULL, 0);
+	if (stream_next(fs, &range))
+		binaryheap_add_unordered(heap, PointerGetDatum(&range));
 	binaryheap_build(heap);
+	ec_cursor_rows_begin(&fs->row_cursors, cursor);
 
 	while (emitted < limit && !binaryheap_empty(heap))
 	{
-		stream = (FeedStream *) DatumGetPointer(binaryheap_first(heap));
+		FeedStream *stream = (FeedStream *) DatumGetPointer(binaryheap_first(heap));
+
+		if (stream->open == NULL)
+		{
+			int64		seq = stream->seq;
+
+			unpark(fs, stream);
+			if (!stream_next(fs, stream))
+				elog(ERROR, "ec_feed: row %lld of transaction %llu is gone from the history",
+					 (long long) seq, (unsigned long long) stream->xid);
+			if (stream->seq != seq)
+				elog(ERROR, "ec_feed: row %lld of transaction %llu moved in the history",
+					 (long long) seq, (unsigned long long) stream->xid);
+		}
+		stream->open->used = ++fs->clock;
 		cursor->last = stream->seq;
-		emit_change(fs, stream->slot);
+		emit_change(fs, stream->open->slot);
 		emitted++;
 		if (stream_next(fs, stream))
 			binaryheap_replace_first(heap, PointerGetDatum(stream));
 		else
 		{
 			binaryheap_remove_first(heap);
-			close_stream(stream);
+			if (!stream->is_range)
+				stream->open->owner = NULL;
+			stream->open = NULL;
 		}
 	}
 
 	pfree(fs->row_cursors.raw.data);
 	pfree(fs->row_cursors.prefix_text.data);
 	*drained = binaryheap_empty(heap);
-	while (!binaryheap_empty(heap))
-	{
-		stream = (FeedStream *) DatumGetPointer(binaryheap_remove_first(heap));
-		close_stream(stream);
-	}
 	binaryheap_free(heap);
+	for (int i = 0; i < FEED_OPEN_SCANS; i++)
+		end_scan(&fs->pool[i]);
+	end_scan(&fs->range);
+	pfree(c.items);
 	return emitted;
 }
 
