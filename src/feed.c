@@ -30,6 +30,7 @@
  */
 #include "postgres.h"
 
+#include "access/clog.h"
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/relscan.h"
@@ -43,6 +44,7 @@
 #include "funcapi.h"
 #include "lib/binaryheap.h"
 #include "miscadmin.h"
+#include "storage/bufmgr.h"
 #include "storage/procarray.h"
 #include "utils/acl.h"
 #include "utils/array.h"
@@ -156,6 +158,48 @@ wal_inserted_upto(void)
 }
 
 /*
+ * Make durable what a mark names before a cursor holding it leaves the
+ * server, so that a crash cannot take it back:
+ *	- the sequence's logged advance past lo and hi: else the sequence hands
+ *	  out those versions again after a crash, and the cursor treats the new
+ *	  changes as read. The record that logged it last touched the page.
+ *	- that no xid the snapshot saw finish is assigned again after a crash:
+ *	  else the cursor treats a new transaction with a reused xid as visible
+ *	  before it. Recovery advances the next xid past every xid it replays, so
+ *	  it is enough that the end record of the latest completed transaction
+ *	  (xmax - 1) is durable: a synchronous commit flushed it before it
+ *	  became visible, an asynchronous one left its LSN in the commit log, and
+ *	  for an abort, whose LSN is not kept, everything inserted is flushed.
+ * Under a write load this mostly finds everything flushed already, so a
+ * polling consumer rarely waits for a flush of other transactions' WAL.
+ */
+static void
+make_durable(TransactionId xmax)
+{
+	TransactionId latest = xmax;
+	XLogRecPtr	need;
+	XLogRecPtr	commit_lsn = InvalidXLogRecPtr;
+	Relation	seq = relation_open(ec_feed_relid(EC_VERSION_SEQ), AccessShareLock);
+	Buffer		buf = ReadBuffer(seq, 0);
+
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	need = PageGetLSN(BufferGetPage(buf));
+	UnlockReleaseBuffer(buf);
+	relation_close(seq, AccessShareLock);
+
+	TransactionIdRetreat(latest);
+	if (TransactionIdIsNormal(latest))
+	{
+		if (TransactionIdGetStatus(latest, &commit_lsn) != TRANSACTION_STATUS_COMMITTED)
+			need = wal_inserted_upto();
+		else if (commit_lsn > need)
+			need = commit_lsn;
+	}
+	if (need > ec_flushed_upto())
+		XLogFlush(need);
+}
+
+/*
  * Take a mark. With snap NULL, a fresh snapshot; otherwise the given one
  * (cursor_now() passes the statement's), which was taken before lo is read.
  */
@@ -203,17 +247,7 @@ take_mark(EcMark *mark, Snapshot snap)
 			mark->xip[mark->nxip++] = mark->xip[i];
 	}
 
-	/*
-	 * Make durable what the mark names before a cursor holding it leaves the
-	 * server: the sequence's logged advance past lo and hi, and the commit or
-	 * abort record of every transaction the snapshot saw finish. Otherwise a
-	 * crash could take them back: the sequence would hand out again versions
-	 * up to hi, and an xid below xmax whose abort was not flushed would be
-	 * assigned again, and the cursor would treat the changes of both as read.
-	 * All of it was inserted into the WAL before these readings; flushing
-	 * returns at once when it is flushed already.
-	 */
-	XLogFlush(wal_inserted_upto());
+	make_durable(snap->xmax);
 }
 
 /* Was a committed top-level transaction visible at the mark? */
