@@ -19,7 +19,9 @@
  *	(a) the rows of each transaction open at prev and visible at cur, read
  *		through the index on (xid, seq); few, bounded by concurrency;
  *	(b) the rows with seq in (prev.lo, cur.hi] whose xid is >= prev.nxt and
- *		visible at cur, read through the primary key on seq.
+ *		visible at cur, read through the primary key on seq, or, when rels
+ *		names the tables, through the index on (relid, seq), one scan per
+ *		table, so that other tables' changes cost nothing.
  * Nothing depends on the size of the history or on the age of the oldest open
  * transaction (G4); an open transaction hides only its own rows (G2); all
  * rows of a transaction enter the same delta (G5) and exactly one (G1).
@@ -98,6 +100,7 @@ typedef struct FeedScan
 	Relation	history;
 	Relation	seq_index;
 	Relation	xid_index;
+	Relation	rel_index;		/* (relid, seq); NULL before the 0.2.0 upgrade */
 	Snapshot	snapshot;		/* taken after cur */
 	EcCursor   *cursor;
 	EcCursorRows row_cursors;	/* of the delta being read */
@@ -110,7 +113,9 @@ typedef struct FeedScan
 	OpenScan	pool[FEED_OPEN_SCANS];	/* lent to (a) streams */
 	OpenScan	probe;			/* finds the first row of an (a) stream */
 	OpenScan	seek;			/* finds the xids in [prev.xmax, prev.nxt) with rows */
-	OpenScan	range;			/* the (b) stream */
+	int			nranges;
+	Oid		   *range_rels;		/* with rels: the table of each (b) stream */
+	OpenScan   *ranges;			/* the (b) streams: one, or one per table of rels */
 	uint64		clock;
 } FeedScan;
 
@@ -609,10 +614,10 @@ scan_delta(FeedScan *fs, int64 limit, bool *drained)
 {
 	EcCursor   *cursor = fs->cursor;
 	Candidates	c;
-	FeedStream	range = {true, 0, 0, &fs->range};
+	FeedStream *ranges = palloc(sizeof(FeedStream) * fs->nranges);
 	binaryheap *heap;
 	int64		emitted = 0;
-	ScanKeyData key;
+	int64		after = Max(cursor->prev.lo, cursor->last);
 
 	memset(fs->pool, 0, sizeof(fs->pool));
 	memset(&fs->probe, 0, sizeof(OpenScan));
@@ -626,15 +631,39 @@ scan_delta(FeedScan *fs, int64 limit, bool *drained)
 	end_scan(&fs->probe);
 	end_scan(&fs->seek);
 
-	heap = binaryheap_allocate(c.n + 1, compare_streams, NULL);
+	heap = binaryheap_allocate(c.n + fs->nranges, compare_streams, NULL);
 	for (int i = 0; i < c.n; i++)
 		binaryheap_add_unordered(heap, PointerGetDatum(&c.items[i]));
-	begin_scan(fs, &fs->range, fs->seq_index, 1);
-	ScanKeyInit(&key, 1, BTGreaterStrategyNumber, F_INT8GT,
-				Int64GetDatum(Max(cursor->prev.lo, cursor->last)));
-	index_rescan(fs->range.scan, &key, 1, NULL, 0);
-	if (stream_next(fs, &range))
-		binaryheap_add_unordered(heap, PointerGetDatum(&range));
+
+	/*
+	 * (b): with rels, one scan of each table's changes by version, so that
+	 * other tables' changes in the range cost nothing; else one scan of all.
+	 */
+	for (int i = 0; i < fs->nranges; i++)
+	{
+		ScanKeyData keys[2];
+		OpenScan   *os = &fs->ranges[i];
+
+		ranges[i].is_range = true;
+		ranges[i].xid = 0;
+		ranges[i].open = os;
+		if (fs->range_rels != NULL)
+		{
+			begin_scan(fs, os, fs->rel_index, 2);
+			ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(fs->range_rels[i]));
+			ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+			index_rescan(os->scan, keys, 2, NULL, 0);
+		}
+		else
+		{
+			begin_scan(fs, os, fs->seq_index, 1);
+			ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+			index_rescan(os->scan, keys, 1, NULL, 0);
+		}
+		if (stream_next(fs, &ranges[i]))
+			binaryheap_add_unordered(heap, PointerGetDatum(&ranges[i]));
+	}
 	binaryheap_build(heap);
 	ec_cursor_rows_begin(&fs->row_cursors, cursor);
 
@@ -675,7 +704,9 @@ scan_delta(FeedScan *fs, int64 limit, bool *drained)
 	binaryheap_free(heap);
 	for (int i = 0; i < FEED_OPEN_SCANS; i++)
 		end_scan(&fs->pool[i]);
-	end_scan(&fs->range);
+	for (int i = 0; i < fs->nranges; i++)
+		end_scan(&fs->ranges[i]);
+	pfree(ranges);
 	pfree(c.items);
 	return emitted;
 }
@@ -695,6 +726,7 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	int64		max_rows;
 	int64		returned = 0;
 	bool		took_mark = false;
+	Oid			rel_index;
 	Datum		values[FEED_COLUMNS];
 	bool		nulls[FEED_COLUMNS];
 
@@ -729,6 +761,23 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	fs.history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
 	fs.seq_index = index_open(ec_feed_relid(EC_HISTORY_PKEY), AccessShareLock);
 	fs.xid_index = index_open(ec_feed_relid(EC_HISTORY_XID_IDX), AccessShareLock);
+	rel_index = get_relname_relid(EC_HISTORY_REL_SEQ_IDX, ec_feed_namespace());
+	fs.rel_index = OidIsValid(rel_index) ? index_open(rel_index, AccessShareLock) : NULL;
+	fs.nranges = 1;
+	fs.range_rels = NULL;
+	if (fs.rels_given && fs.rel_index != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		AllowedRel *entry;
+
+		/* the tables of rels, each once (check_rels entered them) */
+		fs.nranges = 0;
+		fs.range_rels = palloc(sizeof(Oid) * Max(hash_get_num_entries(fs.allowed), 1));
+		hash_seq_init(&status, fs.allowed);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			fs.range_rels[fs.nranges++] = entry->relid;
+	}
+	fs.ranges = palloc0(sizeof(OpenScan) * Max(fs.nranges, 1));
 
 	/*
 	 * Finish the delta the cursor is in, then take one new mark and read
@@ -757,6 +806,8 @@ ec_feed_read(PG_FUNCTION_ARGS)
 		}
 	}
 
+	if (fs.rel_index != NULL)
+		index_close(fs.rel_index, AccessShareLock);
 	index_close(fs.xid_index, AccessShareLock);
 	index_close(fs.seq_index, AccessShareLock);
 	table_close(fs.history, AccessShareLock);
