@@ -59,4 +59,11 @@
 #define RelationGetPrimaryKeyIndex(relation) RelationGetPrimaryKeyIndex((relation), false)
 #endif
 
+/* GetFlushRecPtr() reports the timeline too from 15 on. */
+#if PG_VERSION_NUM < 150000
+#define ec_flushed_upto() GetFlushRecPtr()
+#else
+#define ec_flushed_upto() GetFlushRecPtr(NULL)
+#endif
+
 #endif							/* EC_FEED_COMPAT_H */
