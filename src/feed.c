@@ -200,7 +200,7 @@ make_durable(TransactionId xmax)
 		else if (commit_lsn > need)
 			need = commit_lsn;
 	}
-	if (need > ec_flushed_upto())
+	if (need > GetFlushRecPtr(NULL))
 		XLogFlush(need);
 }
 
