@@ -1,26 +1,13 @@
 /*
- * conditional.c
- *		ec_feed.update_if(), ec_feed.delete_if(), and the row lookup behind
- *		ec_feed.token().
+ * rowaccess.c
+ *		The per-session plan cache of tracked tables, and the reads and writes
+ *		of one row by key through it: for ec_feed.update_if(),
+ *		ec_feed.delete_if() (conditional.c), ec_feed.token() (token.c) and
+ *		ec_feed.get() (visibility.c).
  *
- * A conditional write runs as the caller, through SPI, so that privileges,
+ * Every statement runs as the caller, through SPI, so that privileges,
  * row-level security and the table's other triggers apply exactly as to a
- * plain UPDATE or DELETE. The applied path is one statement,
- *		UPDATE ONLY tab t SET ... WHERE <key> AND t.ec_version = $v RETURNING t.*
- * whose WHERE clause PostgreSQL rechecks against the newest row version if it
- * had to wait for a concurrent writer. Only when that writes nothing does the
- * slow path lock the row (SELECT ... FOR NO KEY UPDATE), read the history of
- * that one key to learn which columns changed since the token, and then write
- * (merged) or answer with the conflict. The row lock is held from the check
- * to the write, and to the end of the transaction. A stale token merges only
- * when the history proves it saw every version of the row since the token
- * (history_since and the chain of prev versions, see changed_since()).
- *
- * The history is read with the index access method, not as the caller, who
- * may have no privilege on ec_feed.history. It is read only for the row the
- * caller has just locked, or, to tell deleted from not_found, when the caller
- * may read the whole table anyway (SELECT privilege and no row-level security
- * in effect), so it never reveals a row the caller could not see.
+ * plain SELECT, UPDATE or DELETE.
  *
  * Plans are prepared once per table (and per set of columns written) and kept
  * for the session; a relcache invalidation of the table retires them.
@@ -38,66 +25,29 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "access/stratnum.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_index.h"
-#include "catalog/pg_opclass.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
-#include "funcapi.h"
-#include "miscadmin.h"
 #include "nodes/makefuncs.h"
-#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/rls.h"
-#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "ec_feed.h"
-#include "token.h"
+#include "rowaccess.h"
 
 /* more distinct column sets than this per table are planned for one call only */
 #define MAX_UPDATE_PLANS	32
 
-typedef struct UpdatePlan
-{
-	int			ncols;
-	AttrNumber *attnums;		/* ascending */
-	SPIPlanPtr	plan;
-} UpdatePlan;
-
-/* What a conditional write needs to know about one table, kept per session. */
-typedef struct RelEntry
-{
-	Oid			relid;			/* hash key */
-	bool		valid;
-	MemoryContext mcxt;			/* everything below, except the plans */
-	EcRowShape	shape;
-	char	   *qualname;		/* quoted schema.table */
-	char	   *key_where;		/* key columns = $1 .. $nkeys */
-	Oid			argtypes[INDEX_MAX_KEYS + 1];	/* key columns, then ec_version */
-	Datum		empty_row;		/* a row of all NULLs: the base for populating */
-	FmgrInfo	populate;		/* jsonb_populate_record(tab, jsonb) */
-	SPIPlanPtr	token_plan;
-	SPIPlanPtr	lock_plan;		/* FOR NO KEY UPDATE, before an update */
-	SPIPlanPtr	lock_del_plan;	/* FOR UPDATE, before a delete */
-	SPIPlanPtr	delete_plan;
-	SPIPlanPtr	get_plan;		/* the whole row by key, for get() */
-	List	   *update_plans;	/* of UpdatePlan */
-	bool		after_triggers; /* AFTER UPDATE triggers besides ec_feed's */
-} RelEntry;
 
 /*
  * Plans of an invalidated entry may still be running (a trigger of the table
@@ -347,6 +297,23 @@ get_entry(Relation rel)
 	return entry;
 }
 
+RelEntry *
+ec_rel_entry_enter(Relation rel)
+{
+	RelEntry   *entry;
+
+	free_retired();
+	entry = get_entry(rel);
+	active_calls++;
+	return entry;
+}
+
+void
+ec_rel_entry_leave(void)
+{
+	active_calls--;
+}
+
 /* Prepare a plan; we are connected to SPI. */
 static SPIPlanPtr
 prepare_plan(const char *sql, int nargs, Oid *argtypes)
@@ -388,8 +355,8 @@ token_plan(RelEntry *entry, Relation rel)
 	return entry->token_plan;
 }
 
-static SPIPlanPtr
-lock_plan(RelEntry *entry, bool for_delete)
+SPIPlanPtr
+ec_lock_plan(RelEntry *entry, bool for_delete)
 {
 	SPIPlanPtr *slot = for_delete ? &entry->lock_del_plan : &entry->lock_plan;
 
@@ -401,8 +368,8 @@ lock_plan(RelEntry *entry, bool for_delete)
 	return *slot;
 }
 
-static SPIPlanPtr
-delete_plan(RelEntry *entry)
+SPIPlanPtr
+ec_delete_plan(RelEntry *entry)
 {
 	if (entry->delete_plan == NULL)
 		entry->delete_plan =
@@ -417,8 +384,8 @@ delete_plan(RelEntry *entry)
  * columns, the expected ec_version, then the new values. *temporary is set
  * when the plan is not kept and must be freed by the caller.
  */
-static SPIPlanPtr
-update_plan(RelEntry *entry, Relation rel, int ncols, const AttrNumber *attnums, bool *temporary)
+SPIPlanPtr
+ec_update_plan(RelEntry *entry, Relation rel, int ncols, const AttrNumber *attnums, bool *temporary)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	ListCell   *lc;
@@ -511,8 +478,8 @@ require_object(Jsonb *value, const char *what, const char *hint)
 }
 
 /* A live column by name, 0 if none. */
-static AttrNumber
-find_column(TupleDesc desc, const char *name)
+AttrNumber
+ec_find_column(TupleDesc desc, const char *name)
 {
 	for (int i = 0; i < desc->natts; i++)
 	{
@@ -565,8 +532,8 @@ no_such_column(Relation rel, const char *name, const char *what)
  * NULL. Sets the key columns' values (for the plans' parameters) and the key
  * in the canonical form that the history and the tokens use.
  */
-static void
-parse_key(RelEntry *entry, Relation rel, Jsonb *key, Datum *values, Jsonb **canonical)
+void
+ec_parse_key(RelEntry *entry, Relation rel, Jsonb *key, Datum *values, Jsonb **canonical)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	const EcRowShape *shape = &entry->shape;
@@ -578,7 +545,7 @@ parse_key(RelEntry *entry, Relation rel, Jsonb *key, Datum *values, Jsonb **cano
 	foreach(lc, object_fields(key))
 	{
 		char	   *name = lfirst(lc);
-		AttrNumber	attnum = find_column(desc, name);
+		AttrNumber	attnum = ec_find_column(desc, name);
 		int			pos;
 
 		if (attnum == InvalidAttrNumber)
@@ -630,8 +597,8 @@ cmp_attnum(const void *a, const void *b)
  * The changes argument: an object of ordinary columns. Returns their number,
  * sets attnums (ascending) and the row holding their new values.
  */
-static int
-parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attnums, HeapTuple *tuple)
+int
+ec_parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attnums, HeapTuple *tuple)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	int			ncols = 0;
@@ -641,7 +608,7 @@ parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attnums
 	foreach(lc, object_fields(changes))
 	{
 		char	   *name = lfirst(lc);
-		AttrNumber	attnum = find_column(desc, name);
+		AttrNumber	attnum = ec_find_column(desc, name);
 
 		if (attnum == InvalidAttrNumber)
 			no_such_column(rel, name, "changes argument");
@@ -742,8 +709,8 @@ execute_one(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
 }
 
 /* Run a plan of a conditional write: the locked, updated or deleted row, or NULL. */
-static HeapTuple
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
+HeapTuple
+ec_run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
 {
 	/* the caller holds the table open and locked */
 	Relation	rel = RelationIdGetRelation(relid);
@@ -782,31 +749,34 @@ ec_read_row(Relation rel, Jsonb *key, Snapshot snap, Jsonb **keyjson)
 	Jsonb	   *canonical;
 	HeapTuple	row;
 
-	free_retired();
-	entry = get_entry(rel);
-	active_calls++;
-	parse_key(entry, rel, key, values, &canonical);
+	entry = ec_rel_entry_enter(rel);
+	ec_parse_key(entry, rel, key, values, &canonical);
 	row = execute_one(get_plan(entry), values, NULL, true, snap, SPI_OK_SELECT, rel);
 	*keyjson = row ? ec_row_key(rel, &entry->shape, row) : canonical;
-	active_calls--;
+	ec_rel_entry_leave();
 	return row;
 }
 
-char *
-ec_current_token(Relation rel, Jsonb *key)
+/*
+ * The row with this key as the caller reads it (privileges and row-level
+ * security apply), or NULL: only its ec_version, ec_xid and key columns, the
+ * others NULL, in the current memory context. *shape is the table's. The
+ * row's own key may differ from the argument (say, in case under citext).
+ */
+HeapTuple
+ec_read_token_row(Relation rel, Jsonb *key, EcRowShape *shape)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	MemoryContext outer = CurrentMemoryContext;
 	RelEntry   *entry;
 	Datum		values[INDEX_MAX_KEYS];
 	Jsonb	   *canonical;
-	char	   *result = NULL;
+	HeapTuple	row = NULL;
 	int			rc;
 
-	free_retired();
-	entry = get_entry(rel);
-	active_calls++;
-	parse_key(entry, rel, key, values, &canonical);
+	entry = ec_rel_entry_enter(rel);
+	ec_parse_key(entry, rel, key, values, &canonical);
+	*shape = entry->shape;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -822,658 +792,23 @@ ec_current_token(Relation rel, Jsonb *key)
 		TupleDesc	fdesc = SPI_tuptable->tupdesc;
 		Datum	   *rvalues = palloc0(sizeof(Datum) * desc->natts);
 		bool	   *rnulls = palloc(sizeof(bool) * desc->natts);
-		HeapTuple	row;
 
-		/* the row's own key: it may differ from the argument (say, in case under citext) */
 		memset(rnulls, true, sizeof(bool) * desc->natts);
-		rvalues[entry->shape.version_attnum - 1] = SPI_getbinval(found, fdesc, 1, &rnulls[entry->shape.version_attnum - 1]);
-		rvalues[entry->shape.xid_attnum - 1] = SPI_getbinval(found, fdesc, 2, &rnulls[entry->shape.xid_attnum - 1]);
-		for (int i = 0; i < entry->shape.nkeys; i++)
+		rvalues[shape->version_attnum - 1] = SPI_getbinval(found, fdesc, 1, &rnulls[shape->version_attnum - 1]);
+		rvalues[shape->xid_attnum - 1] = SPI_getbinval(found, fdesc, 2, &rnulls[shape->xid_attnum - 1]);
+		for (int i = 0; i < shape->nkeys; i++)
 		{
-			AttrNumber	attnum = entry->shape.key_attnums[i];
+			AttrNumber	attnum = shape->key_attnums[i];
 
 			rvalues[attnum - 1] = SPI_getbinval(found, fdesc, 3 + i, &rnulls[attnum - 1]);
 		}
+		/* SPI calls leave us in SPI's memory, which SPI_finish frees: form it outside */
+		MemoryContextSwitchTo(outer);
 		row = heap_form_tuple(desc, rvalues, rnulls);
-		result = ec_row_token_text(rel, &entry->shape, row, NULL);
 	}
 	SPI_freetuptable(SPI_tuptable);
-	/* SPI calls leave us in SPI's memory, which SPI_finish frees: copy out */
 	MemoryContextSwitchTo(outer);
-	if (result)
-		result = pstrdup(result);
 	SPI_finish();
-	active_calls--;
-	return result;
-}
-
-/* ---------------------------------------------------------------------
- * The history of one key after a token's version
- * ---------------------------------------------------------------------
- */
-typedef struct HistorySince
-{
-	bool		has_token_version;	/* an entry at the token's version is retained */
-	bool		chained;		/* each later entry follows the one before it */
-	int64		last;			/* the newest entry's version, 0 if none */
-	bool		replaced;		/* deleted (and maybe inserted again) since */
-	bool		deleted;		/* a delete since the token */
-	List	   *changed;		/* names from the updates' changed, no duplicates */
-} HistorySince;
-
-static void
-add_name(List **names, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, *names)
-		if (strcmp(lfirst(lc), name) == 0)
-			return;
-	*names = lappend(*names, pstrdup(name));
-}
-
-/*
- * The entries of one key from the token's version on. They are chained when
- * each update or delete names as its prev the version of the entry before it,
- * and an insert follows only a delete (the row was replaced): then no version
- * of the row between the token's and the last entry's went unrecorded. A
- * change made while nothing recorded it (history off, trigger disabled) leaves
- * a version no entry has, so the next entry's prev matches nothing.
- */
-static void
-history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
-{
-	Relation	history;
-	SysScanDesc scan;
-	ScanKeyData skey[3];
-	Snapshot	snapshot;
-	HeapTuple	tuple;
-	TupleDesc	desc;
-	char		prev_op = '\0';	/* op of the entry before */
-	int64		expect = version;	/* its version: the next entry's prev */
-
-	memset(hs, 0, sizeof(HistorySince));
-	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
-	desc = RelationGetDescr(history);
-	/* after the row lock: sees every committed change of the row, and our own */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
-				JsonbPGetDatum(key));
-	ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(version));
-	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
-							  snapshot, 3, skey);
-	/* entries written before 0.2.0's upgrade script ran name no prev */
-	hs->chained = desc->natts >= Anum_history_prev_version;
-	while ((tuple = systable_getnext(scan)) != NULL)
-	{
-		bool		isnull;
-		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
-		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
-		Datum		prev = 0;
-		bool		prev_null = true;
-		Datum		changed;
-
-		CHECK_FOR_INTERRUPTS();
-		if (desc->natts >= Anum_history_prev_version)
-			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
-		if (seq == version)
-		{
-			hs->has_token_version = true;
-			prev_op = op;
-			continue;
-		}
-		if (op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
-			prev_null || DatumGetInt64(prev) != expect)
-			hs->chained = false;
-		prev_op = op;
-		expect = seq;
-		hs->last = seq;
-		if (op == EC_OP_UPDATE)
-		{
-			changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
-			if (!isnull)
-			{
-				Datum	   *names;
-				int			n;
-
-				deconstruct_array(DatumGetArrayTypeP(changed), TEXTOID, -1, false,
-								  TYPALIGN_INT, &names, NULL, &n);
-				for (int i = 0; i < n; i++)
-					add_name(&hs->changed, TextDatumGetCString(names[i]));
-			}
-		}
-		else
-		{
-			hs->replaced = true;
-			if (op == EC_OP_DELETE)
-				hs->deleted = true;
-		}
-	}
-	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(history, AccessShareLock);
-}
-
-static ArrayType *
-text_array(List *names)
-{
-	Datum	   *elems = palloc(sizeof(Datum) * (list_length(names) + 1));
-	int			n = 0;
-	ListCell   *lc;
-
-	foreach(lc, names)
-		elems[n++] = CStringGetTextDatum(lfirst(lc));
-	return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
-/*
- * The columns changed since the token, in the table's column order (names the
- * table no longer has last), or NIL with *known false when the history cannot
- * prove it saw every version of the row from the token's to the current one:
- * the token's version is older than the table's history (history_since: not
- * recorded then, or the table's schema changed since), pruned, never
- * committed, or the chain of versions has a hole. A row replaced since the
- * token (deleted and inserted again) has every column changed, key columns
- * too: a table of key columns only would otherwise show nothing changed.
- */
-static List *
-changed_since(Relation rel, bool history_on, Jsonb *key,
-			  int64 token_version, int64 current_version, bool *known)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	HistorySince hs;
-	int64		since;
-	List	   *result = NIL;
-	ListCell   *lc;
-
-	*known = false;
-	if (!history_on || token_version > current_version)
-		return NIL;
-	/* read after the row lock: a track() or ALTER TABLE before it is seen */
-	if (!ec_history_since(RelationGetRelid(rel), &since) || token_version < since)
-		return NIL;
-	history_since(RelationGetRelid(rel), key, token_version, &hs);
-	if (!hs.has_token_version || !hs.chained || hs.last != current_version)
-		return NIL;
-	*known = true;
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-		const char *name = NameStr(att->attname);
-		bool		listed = hs.replaced;
-
-		if (att->attisdropped || ec_is_managed_column(name))
-			continue;
-		foreach(lc, hs.changed)
-			if (!listed && strcmp(lfirst(lc), name) == 0)
-				listed = true;
-		if (listed)
-			result = lappend(result, pstrdup(name));
-	}
-	foreach(lc, hs.changed)
-		if (find_column(desc, lfirst(lc)) == InvalidAttrNumber)
-			result = lappend(result, lfirst(lc));
-	return result;
-}
-
-static bool
-name_listed(List *names, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, names)
-		if (strcmp(lfirst(lc), name) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Without a row to lock, may the history say whether it was deleted? Only if
- * the caller could read any row of the table, so no hidden row is revealed.
- */
-static bool
-may_read_whole_table(Oid relid)
-{
-	return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
-		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
-}
-
-static bool
-deleted_since(Relation rel, bool history_on, Jsonb *key, int64 token_version)
-{
-	HistorySince hs;
-
-	if (!history_on || !may_read_whole_table(RelationGetRelid(rel)))
-		return false;
-	history_since(RelationGetRelid(rel), key, token_version, &hs);
-	return hs.deleted;
-}
-
-/* ---------------------------------------------------------------------
- * The result, ec_feed.write_result
- * ---------------------------------------------------------------------
- */
-typedef struct WriteResult
-{
-	const char *status;
-	char	   *token;
-	Jsonb	   *current;
-	Jsonb	   *requested;
-	List	   *conflicts;
-	bool		conflicts_known;
-	List	   *changed_since;
-	bool		changed_known;
-} WriteResult;
-
-static Datum
-result_datum(FunctionCallInfo fcinfo, const WriteResult *r)
-{
-	TupleDesc	tupdesc;
-	Datum		values[6];
-	bool		nulls[6] = {false};
-
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	tupdesc = BlessTupleDesc(tupdesc);
-	values[0] = CStringGetTextDatum(r->status);
-	nulls[1] = r->token == NULL;
-	if (r->token)
-		values[1] = CStringGetTextDatum(r->token);
-	nulls[2] = r->current == NULL;
-	if (r->current)
-		values[2] = JsonbPGetDatum(r->current);
-	nulls[3] = r->requested == NULL;
-	if (r->requested)
-		values[3] = JsonbPGetDatum(r->requested);
-	nulls[4] = !r->conflicts_known;
-	if (r->conflicts_known)
-		values[4] = PointerGetDatum(text_array(r->conflicts));
-	nulls[5] = !r->changed_known;
-	if (r->changed_known)
-		values[5] = PointerGetDatum(text_array(r->changed_since));
-	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
-}
-
-/* The requested columns of a populated row, as JSON of the same form as current. */
-static Jsonb *
-requested_json(Relation rel, const EcRowShape *shape, HeapTuple changes_row,
-			   int ncols, const AttrNumber *attnums)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	Jsonb	   *whole = ec_row_data(rel, shape, changes_row);
-	JsonbIterator *it = JsonbIteratorInit(&whole->root);
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonbParseState *state = NULL;
-	JsonbValue *result = NULL;
-	bool		keep = false;
-
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-		{
-			char	   *name = pnstrdup(v.val.string.val, v.val.string.len);
-
-			keep = false;
-			for (int i = 0; i < ncols; i++)
-				if (strcmp(NameStr(TupleDescAttr(desc, attnums[i] - 1)->attname), name) == 0)
-					keep = true;
-			if (keep)
-				pushJsonbValue(&state, WJB_KEY, &v);
-		}
-		else if (tok == WJB_VALUE)
-		{
-			if (keep)
-				pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-		else
-			result = pushJsonbValue(&state, tok, NULL);
-	}
-	return JsonbValueToJsonb(result);
-}
-
-static void
-check_not_null(FunctionCallInfo fcinfo, int nargs, const char *const *names)
-{
-	for (int i = 0; i < nargs; i++)
-		if (PG_ARGISNULL(i))
-			ereport(ERROR,
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-					 errmsg("argument \"%s\" must not be null", names[i]),
-					 errdetail("A conditional write needs the table, the key, the token%s.",
-							   nargs > 3 ? " and the changes" : ""),
-					 errhint(i == 2 ? "Read the row first (ec_feed.row_token() or ec_feed.token()) to get its token; over HTTP, answer 428 to a request without If-Match." :
-							 "Pass a value.")));
-}
-
-static void
-token_of_other_table(Relation rel, const EcToken *token)
-{
-	char	   *other = get_rel_name(token->relid);
-
-	ereport(ERROR,
-			(errcode(ERRCODE_EC_TOKEN_MISMATCH),
-			 errmsg("token belongs to another table"),
-			 other ? errdetail("It was issued for table \"%s\", not for \"%s\".",
-							   other, RelationGetRelationName(rel)) :
-			 errdetail("It was issued for a table that no longer exists, not for \"%s\".",
-					   RelationGetRelationName(rel)),
-			 errhint("Pass the token of the row you are writing, as read from this table.")));
-}
-
-static void
-token_of_other_row(Relation rel)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_EC_TOKEN_MISMATCH),
-			 errmsg("token belongs to another row of \"%s\"", RelationGetRelationName(rel)),
-			 errdetail("The key passed is not the key of the row the token was issued for."),
-			 errhint("Pass the token of the row you are writing, as read from this table.")));
-}
-
-/* Key params of a plan, then the version: the first nkeys + 1 parameters. */
-static void
-set_key_params(const RelEntry *entry, Datum *params, const Datum *keyvals, int64 version)
-{
-	for (int i = 0; i < entry->shape.nkeys; i++)
-		params[i] = keyvals[i];
-	params[entry->shape.nkeys] = Int64GetDatum(version);
-}
-
-static void
-write_skipped(Relation rel)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
-			 errmsg("a trigger of \"%s\" skipped the conditional write", RelationGetRelationName(rel)),
-			 errdetail("The row was locked and its version checked, but a BEFORE trigger returned NULL."),
-			 errhint("Check the BEFORE UPDATE and BEFORE DELETE triggers of the table.")));
-}
-
-/*
- * The path of a token that is not the row's current one: lock the row by
- * key. No row: result->status is deleted or not_found and NULL is returned.
- * Otherwise the token must name this row; *version is the row's, and when it
- * is not the token's, result->changed_since tells what changed since.
- */
-static HeapTuple
-lock_for_token(Relation rel, RelEntry *entry, bool for_delete, Datum *keyvals,
-			   Jsonb *canonical, uint64 arg_hash, const EcToken *token, bool history_on,
-			   WriteResult *result, int64 *version, Jsonb **rowkey)
-{
-	HeapTuple	locked = run_plan(lock_plan(entry, for_delete), keyvals, NULL, false,
-								  SPI_OK_SELECT, RelationGetRelid(rel));
-	bool		known = true;
-
-	if (locked == NULL)
-	{
-		if (arg_hash != token->key_hash)
-			token_of_other_row(rel);
-		result->status = deleted_since(rel, history_on, canonical, token->version) ?
-			"deleted" : "not_found";
-		return NULL;
-	}
-	*rowkey = ec_row_key(rel, &entry->shape, locked);
-	*version = ec_row_version(RelationGetDescr(rel), &entry->shape, locked);
-	if (token->key_hash != arg_hash && token->key_hash != ec_key_hash(*rowkey))
-		token_of_other_row(rel);
-	result->changed_since = NIL;
-	if (*version != token->version)
-		result->changed_since = changed_since(rel, history_on, *rowkey,
-											  token->version, *version, &known);
-	result->changed_known = known;
-	return locked;
-}
-
-/* No write: the answer is the row as it is now, and its token. */
-static void
-conflict_result(WriteResult *result, Relation rel, RelEntry *entry, HeapTuple locked,
-				Jsonb *rowkey)
-{
-	result->status = "conflict";
-	result->current = ec_row_data(rel, &entry->shape, locked);
-	result->token = ec_row_token_text(rel, &entry->shape, locked, rowkey);
-}
-
-/*
- * ec_feed.update_if(rel regclass, key jsonb, token text, changes jsonb,
- *					 merge boolean DEFAULT true) → ec_feed.write_result
- */
-PG_FUNCTION_INFO_V1(ec_feed_update_if);
-
-Datum
-ec_feed_update_if(PG_FUNCTION_ARGS)
-{
-	static const char *const argnames[] = {"rel", "key", "token", "changes", "merge"};
-	Oid			relid;
-	Jsonb	   *key;
-	Jsonb	   *changes;
-	bool		merge;
-	EcToken		token;
-	Relation	rel;
-	bool		history_on;
-	RelEntry   *entry;
-	TupleDesc	desc;
-	int			nkeys;
-	Datum		keyvals[INDEX_MAX_KEYS];
-	Jsonb	   *canonical;
-	uint64		arg_hash;
-	AttrNumber *attnums;
-	int			ncols;
-	HeapTuple	changes_row;
-	Datum	   *params;
-	char	   *nulls;
-	bool		temporary;
-	SPIPlanPtr	uplan;
-	HeapTuple	row;
-	MemoryContext outer = CurrentMemoryContext;
-	WriteResult result;
-	Datum		datum;
-
-	check_not_null(fcinfo, 5, argnames);
-	relid = PG_GETARG_OID(0);
-	key = PG_GETARG_JSONB_P(1);
-	changes = PG_GETARG_JSONB_P(3);
-	merge = PG_GETARG_BOOL(4);
-	ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(2)), &token);
-
-	rel = ec_open_tracked(relid, RowExclusiveLock, &history_on);
-	if (token.relid != relid)
-		token_of_other_table(rel, &token);
-	free_retired();
-	entry = get_entry(rel);
-	active_calls++;
-	desc = RelationGetDescr(rel);
-	nkeys = entry->shape.nkeys;
-
-	parse_key(entry, rel, key, keyvals, &canonical);
-	arg_hash = ec_key_hash(canonical);
-	attnums = palloc(sizeof(AttrNumber) * desc->natts);
-	ncols = parse_changes(entry, rel, changes, attnums, &changes_row);
-
-	memset(&result, 0, sizeof(result));
-	result.requested = requested_json(rel, &entry->shape, changes_row, ncols, attnums);
-
-	params = palloc(sizeof(Datum) * (nkeys + 1 + ncols));
-	nulls = palloc(nkeys + 1 + ncols + 1);
-	memset(nulls, ' ', nkeys + 1 + ncols);
-	nulls[nkeys + 1 + ncols] = '\0';
-	for (int i = 0; i < ncols; i++)
-	{
-		bool		isnull;
-
-		params[nkeys + 1 + i] = heap_getattr(changes_row, attnums[i], desc, &isnull);
-		if (isnull)
-			nulls[nkeys + 1 + i] = 'n';
-	}
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	MemoryContextSwitchTo(outer);
-	uplan = update_plan(entry, rel, ncols, attnums, &temporary);
-
-	/* the applied path: one UPDATE, conditional on the version */
-	row = NULL;
-	if (arg_hash == token.key_hash)
-	{
-		set_key_params(entry, params, keyvals, token.version);
-		row = run_plan(uplan, params, nulls, false, SPI_OK_UPDATE_RETURNING, relid);
-		if (row)
-		{
-			result.status = "applied";
-			result.conflicts_known = result.changed_known = true;
-		}
-	}
-
-	if (row == NULL)
-	{
-		int64		version;
-		Jsonb	   *rowkey;
-		HeapTuple	locked = lock_for_token(rel, entry, false, keyvals, canonical, arg_hash,
-											&token, history_on, &result, &version, &rowkey);
-
-		if (locked != NULL)
-		{
-			List	   *conflicts = NIL;
-
-			/* a requested column changed since, to another value than requested */
-			for (int i = 0; version != token.version && i < ncols; i++)
-			{
-				Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
-
-				if (result.changed_known && !name_listed(result.changed_since, NameStr(att->attname)))
-					continue;
-				if (ec_attr_differs(desc, attnums[i], locked, changes_row))
-					conflicts = lappend(conflicts, pstrdup(NameStr(att->attname)));
-			}
-			result.conflicts = conflicts;
-			result.conflicts_known = true;
-
-			if (version == token.version || (merge && result.changed_known && conflicts == NIL))
-			{
-				set_key_params(entry, params, keyvals, version);
-				row = run_plan(uplan, params, nulls, false, SPI_OK_UPDATE_RETURNING, relid);
-				if (row == NULL)
-					write_skipped(rel);
-				result.status = version == token.version ? "applied" : "merged";
-			}
-			else
-				conflict_result(&result, rel, entry, locked, rowkey);
-		}
-	}
-	if (row && entry->after_triggers)
-	{
-		/* the row as the table's AFTER triggers left it (we hold its lock) */
-		HeapTuple	now = run_plan(lock_plan(entry, false), keyvals, NULL, false,
-								   SPI_OK_SELECT, relid);
-
-		if (now)
-			row = now;
-	}
-	if (row)
-	{
-		result.current = ec_row_data(rel, &entry->shape, row);
-		result.token = ec_row_token_text(rel, &entry->shape, row, NULL);
-	}
-
-	if (temporary)
-		SPI_freeplan(uplan);
-	/* SPI calls leave us in SPI's memory, which SPI_finish frees: copy out */
-	MemoryContextSwitchTo(outer);
-	datum = result_datum(fcinfo, &result);
-	SPI_finish();
-	active_calls--;
-	relation_close(rel, NoLock);
-	PG_RETURN_DATUM(datum);
-}
-
-/* ec_feed.delete_if(rel regclass, key jsonb, token text) → ec_feed.write_result */
-PG_FUNCTION_INFO_V1(ec_feed_delete_if);
-
-Datum
-ec_feed_delete_if(PG_FUNCTION_ARGS)
-{
-	static const char *const argnames[] = {"rel", "key", "token"};
-	Oid			relid;
-	Jsonb	   *key;
-	EcToken		token;
-	Relation	rel;
-	bool		history_on;
-	RelEntry   *entry;
-	Datum		params[INDEX_MAX_KEYS + 1];
-	Jsonb	   *canonical;
-	uint64		arg_hash;
-	HeapTuple	row = NULL;
-	MemoryContext outer = CurrentMemoryContext;
-	WriteResult result;
-	Datum		datum;
-
-	check_not_null(fcinfo, 3, argnames);
-	relid = PG_GETARG_OID(0);
-	key = PG_GETARG_JSONB_P(1);
-	ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(2)), &token);
-
-	rel = ec_open_tracked(relid, RowExclusiveLock, &history_on);
-	if (token.relid != relid)
-		token_of_other_table(rel, &token);
-	free_retired();
-	entry = get_entry(rel);
-	active_calls++;
-
-	parse_key(entry, rel, key, params, &canonical);
-	arg_hash = ec_key_hash(canonical);
-	memset(&result, 0, sizeof(result));
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	MemoryContextSwitchTo(outer);
-
-	if (arg_hash == token.key_hash)
-	{
-		params[entry->shape.nkeys] = Int64GetDatum(token.version);
-		row = run_plan(delete_plan(entry), params, NULL, false, SPI_OK_DELETE_RETURNING, relid);
-		if (row)
-		{
-			result.status = "applied";
-			result.conflicts_known = result.changed_known = true;
-		}
-	}
-	if (row == NULL)
-	{
-		int64		version;
-		Jsonb	   *rowkey;
-		HeapTuple	locked = lock_for_token(rel, entry, true, params, canonical, arg_hash,
-											&token, history_on, &result, &version, &rowkey);
-
-		if (locked != NULL)
-		{
-			/* deleting the row touches every column: each one changed since conflicts */
-			result.conflicts = result.changed_since;
-			result.conflicts_known = result.changed_known;
-
-			if (version == token.version || (result.changed_known && result.changed_since == NIL))
-			{
-				params[entry->shape.nkeys] = Int64GetDatum(version);
-				row = run_plan(delete_plan(entry), params, NULL, false,
-							   SPI_OK_DELETE_RETURNING, relid);
-				if (row == NULL)
-					write_skipped(rel);
-				result.status = version == token.version ? "applied" : "merged";
-			}
-			else
-				conflict_result(&result, rel, entry, locked, rowkey);
-		}
-	}
-
-	MemoryContextSwitchTo(outer);
-	datum = result_datum(fcinfo, &result);
-	SPI_finish();
-	active_calls--;
-	relation_close(rel, NoLock);
-	PG_RETURN_DATUM(datum);
+	ec_rel_entry_leave();
+	return row;
 }

@@ -60,6 +60,7 @@
 
 #include "compat.h"
 #include "ec_feed.h"
+#include "rowaccess.h"
 #include "token.h"
 
 /* the wait polls in steps growing from 1 ms to this */
