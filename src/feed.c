@@ -1,0 +1,239 @@
+/*
+ * feed.c
+ *		The commit-visible change feed: ec_feed.read() and ec_feed.cursor_now().
+ *
+ * A cursor holds a mark `prev` (see EcMark in ec_feed.h) whose changes the
+ * consumer has read. ec_feed.read() finishes the delta the cursor is in, then
+ * takes one new mark `cur` (mark.c) and returns the delta prev -> cur
+ * (feedscan.c): every change whose transaction is visible at cur but was not
+ * at prev, in version order.
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "compat.h"
+#include "ec_feed.h"
+#include "feed.h"
+#include "token.h"
+
+static void
+refuse_in_recovery(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the change feed cannot be read during recovery"),
+				 errdetail("A standby's copy of the version sequence runs ahead of the versions handed out, so a cursor taken there could skip changes."),
+				 errhint("Read the feed on the primary; use ec_feed.token_status() on standbys.")));
+}
+
+/* The rels argument: every table must be tracked with history and readable. */
+static void
+check_rels(FeedScan *fs, ArrayType *rels)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	deconstruct_array(rels, REGCLASSOID, sizeof(Oid), true, TYPALIGN_INT,
+					  &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+	{
+		Oid			relid;
+		Relation	rel;
+		bool		tracked;
+		bool		history;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("rels must not contain NULL"),
+					 errdetail("Each element of rels names a table whose changes to return."),
+					 errhint("Pass the tables to read, or NULL for every table you may read.")));
+		relid = DatumGetObjectId(elems[i]);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid),
+					 errdetail("rels names a table that was dropped, or an OID that is not a table's."),
+					 errhint("Pass tables that exist.")));
+		rel = relation_open(relid, AccessShareLock);
+		tracked = ec_rel_tracked(rel, &history);
+		relation_close(rel, AccessShareLock);
+		if (!tracked)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),
+					 errdetail("Only tables tracked by ec_feed have a change feed."),
+					 errhint("Call ec_feed.track() on the table first.")));
+		if (!history)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" is tracked without history", get_rel_name(relid)),
+					 errdetail("ec_feed.track() was called with history => false, so no changes are recorded."),
+					 errhint("Call ec_feed.track() with history => true.")));
+		if (!ec_caller_may_use_schema(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for schema %s",
+							get_namespace_name(get_rel_namespace(relid))),
+					 errdetail("Reading the feed of a table needs USAGE on its schema, as a SELECT from it does."),
+					 errhint("Ask the schema's owner for USAGE, or leave the table out of rels.")));
+		if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for table %s", get_rel_name(relid)),
+					 errdetail("Reading the feed of a table needs SELECT on the whole table."),
+					 errhint("Ask the table's owner for SELECT, or leave the table out of rels.")));
+		if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("table \"%s\" has row-level security enabled", get_rel_name(relid)),
+					 errdetail("The feed returns whole rows, which row-level security policies would filter."),
+					 errhint("Read the feed as a role that bypasses row-level security, or leave the table out of rels.")));
+		hash_search(fs->allowed, &relid, HASH_ENTER, NULL);
+	}
+}
+
+PG_FUNCTION_INFO_V1(ec_feed_read);
+
+/*
+ * ec_feed.read(after text, max_rows int, rels regclass[])
+ */
+Datum
+ec_feed_read(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	FeedScan	fs;
+	EcCursor	cursor;
+	HASHCTL		hashctl;
+	int64		max_rows;
+	int64		returned = 0;
+	bool		took_mark = false;
+	Oid			rel_index;
+	Datum		values[FEED_COLUMNS];
+	bool		nulls[FEED_COLUMNS];
+
+	if (PG_ARGISNULL(1) || PG_GETARG_INT32(1) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows must be at least 1"),
+				 errdetail("Every page returns at most max_rows changes and one progress row."),
+				 errhint("Pass the most rows one page may return, e.g. 1000.")));
+	max_rows = PG_GETARG_INT32(1);
+	refuse_in_recovery();
+
+	memset(&cursor, 0, sizeof(cursor));
+	if (!PG_ARGISNULL(0))
+		ec_cursor_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &cursor);
+
+	ec_set_materialized_srf(fcinfo);
+	fs.store = rsinfo->setResult;
+	fs.desc = rsinfo->setDesc;
+	fs.cursor = &cursor;
+	fs.row_context = AllocSetContextCreate(CurrentMemoryContext, "ec_feed read row",
+										   ALLOCSET_DEFAULT_SIZES);
+	hashctl.keysize = sizeof(Oid);
+	hashctl.entrysize = sizeof(AllowedRel);
+	hashctl.hcxt = CurrentMemoryContext;
+	fs.allowed = hash_create("ec_feed readable tables", 16, &hashctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	fs.rels_given = !PG_ARGISNULL(2);
+	if (fs.rels_given)
+		check_rels(&fs, PG_GETARG_ARRAYTYPE_P(2));
+
+	fs.history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
+	fs.seq_index = index_open(ec_feed_relid(EC_HISTORY_PKEY), AccessShareLock);
+	fs.xid_index = index_open(ec_feed_relid(EC_HISTORY_XID_IDX), AccessShareLock);
+	rel_index = get_relname_relid(EC_HISTORY_REL_SEQ_IDX, ec_feed_namespace());
+	fs.rel_index = OidIsValid(rel_index) ? index_open(rel_index, AccessShareLock) : NULL;
+	fs.nranges = 1;
+	fs.range_rels = NULL;
+	if (fs.rels_given && fs.rel_index != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		AllowedRel *entry;
+
+		/* the tables of rels, each once (check_rels entered them) */
+		fs.nranges = 0;
+		fs.range_rels = palloc(sizeof(Oid) * Max(hash_get_num_entries(fs.allowed), 1));
+		hash_seq_init(&status, fs.allowed);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			fs.range_rels[fs.nranges++] = entry->relid;
+	}
+	fs.ranges = palloc0(sizeof(OpenScan) * Max(fs.nranges, 1));
+
+	/*
+	 * Finish the delta the cursor is in, then take one new mark and read
+	 * towards it; a delta that ends with room left on the page moves prev.
+	 */
+	while (returned < max_rows)
+	{
+		bool		drained;
+
+		if (!cursor.pending)
+		{
+			if (took_mark)
+				break;			/* caught up with a mark of this call */
+			ec_take_mark(&cursor.cur, NULL);
+			cursor.pending = true;
+			cursor.last = 0;
+			took_mark = true;
+		}
+		fs.snapshot = RegisterSnapshot(GetLatestSnapshot());
+		returned += ec_scan_delta(&fs, max_rows - returned, &drained);
+		UnregisterSnapshot(fs.snapshot);
+		if (drained)
+		{
+			cursor.prev = cursor.cur;
+			cursor.pending = false;
+		}
+	}
+
+	if (fs.rel_index != NULL)
+		index_close(fs.rel_index, AccessShareLock);
+	index_close(fs.xid_index, AccessShareLock);
+	index_close(fs.seq_index, AccessShareLock);
+	table_close(fs.history, AccessShareLock);
+
+	/* the progress row resumes after everything returned */
+	memset(nulls, true, sizeof(nulls));
+	values[0] = CStringGetTextDatum(ec_cursor_encode(&cursor));
+	values[1] = CStringGetTextDatum("progress");
+	nulls[0] = nulls[1] = false;
+	tuplestore_putvalues(fs.store, fs.desc, values, nulls);
+
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(ec_feed_cursor_now);
+
+/*
+ * ec_feed.cursor_now(): a cursor at the caller's snapshot. In a REPEATABLE
+ * READ transaction that also copies the tables, the feed from this cursor
+ * continues exactly where the copy ends.
+ */
+Datum
+ec_feed_cursor_now(PG_FUNCTION_ARGS)
+{
+	EcCursor	cursor;
+
+	refuse_in_recovery();
+	memset(&cursor, 0, sizeof(cursor));
+	ec_take_mark(&cursor.prev, GetActiveSnapshot());
+	PG_RETURN_TEXT_P(cstring_to_text(ec_cursor_encode(&cursor)));
+}
