@@ -1,8 +1,8 @@
 /*
  * rowaccess.h
  *		The per-session plan cache of tracked tables and the reads and writes
- *		of one row by key (rowaccess.c), used by conditional.c, token.c and
- *		visibility.c.
+ *		of one row by key (rowaccess.c), with the parsing of their arguments
+ *		(rowargs.c), used by conditional.c, token.c and visibility.c.
  */
 #ifndef EC_ROWACCESS_H
 #define EC_ROWACCESS_H
@@ -58,7 +58,7 @@ extern SPIPlanPtr ec_update_plan(RelEntry *entry, Relation rel, int ncols,
 extern HeapTuple ec_run_plan(SPIPlanPtr plan, Datum *values, const char *nulls,
 							 bool read_only, int expected, Oid relid);
 
-/* the arguments key and changes of the functions that take a row by key */
+/* rowargs.c: the arguments key and changes of the functions that take a row by key */
 extern void ec_parse_key(RelEntry *entry, Relation rel, Jsonb *key, Datum *values,
 						 Jsonb **canonical);
 extern int	ec_parse_changes(RelEntry *entry, Relation rel, Jsonb *changes,
