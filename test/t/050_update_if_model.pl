@@ -43,8 +43,11 @@
 # also owns a column that only it writes: its update_if of that column must
 # merge unless that column changed since the token.
 #
-# Seeded: EC_MODEL_SEED repeats part 1 exactly (part 2's timing varies).
-# EC_MODEL_SECONDS (default 70) is the time spent in both parts.
+# Seeded: EC_MODEL_SEED repeats part 1's schedule step by step, as far as
+# it gets in the time given (part 2's timing varies).
+# EC_MODEL_SECONDS (default 60) is the time spent in both parts. For
+# debugging, with prove: EC_MODEL_SESSIONS=1 runs everything in the UTC
+# session only, EC_MODEL_CLIENTS sets the number of clients of part 2.
 # Pruning (contract §5) is not built yet: when it is, add it as a hole.
 use strict;
 use warnings;
@@ -57,11 +60,11 @@ use POSIX ();
 use Time::HiRes qw(time sleep);
 use Time::Local qw(timegm);
 
-my $total_seconds = $ENV{EC_MODEL_SECONDS} || 70;
+my $total_seconds = $ENV{EC_MODEL_SECONDS} || 60;
 my $seed = $ENV{EC_MODEL_SEED} || (int(time() * 1000) ^ ($$ << 8)) % 1000000000;
 my $seq_seconds = $total_seconds * 0.65;
 my $cc_seconds = $total_seconds * 0.35;
-my $cc_clients = $ENV{EC_MODEL_CLIENTS} || 3;
+my $cc_clients = $ENV{EC_MODEL_CLIENTS} || 4;
 srand($seed);
 diag "EC_MODEL_SEED=$seed EC_MODEL_SECONDS=$total_seconds";
 
@@ -612,6 +615,7 @@ sub add_token
 	my $rec = {
 		t => $t, kid => $kid, token => $token, ver => $ver, ev_idx => $#{ $K->{events} },
 		ver_t => $o{phantom} ? $step : $K->{ver_t}, phantom => $o{phantom} // 0, taken => $step,
+		recorded_then => recording($t),
 	};
 	if (!$o{phantom})
 	{
@@ -1179,13 +1183,13 @@ sub choose_token
 
 sub step_conditional
 {
-	my ($t, $what) = @_;
+	my ($t, $what, $forced) = @_;
 	my $T = $TAB{$t};
 	$what = 'delete_if' unless @{ $T->{writable} };
-	my $tok = choose_token($t) or return step_take_token($t);
+	my $tok = $forced || choose_token($t) or return step_take_token($t);
 	my $kid = $tok->{kid};
 	my $wrong_key = 0;
-	if (rand() < 0.03)
+	if (!$forced && rand() < 0.03)
 	{
 		my @other = grep { $_ ne $tok->{kid} } sort keys %{ $M{$t}{keys} };
 		$kid = pick(@other);
@@ -1288,17 +1292,28 @@ sub step_visibility
 	$count{visibility_checks}++;
 	if ($tok->{phantom})
 	{
-		$count{phantom_checks}++;
+		# Provable only from the history: the write was recorded (its entry,
+		# aborted, is the evidence) and no hole opened since. Otherwise
+		# 22023 or visible (as for a committed write) are both accepted.
+		my $provable = $tok->{recorded_then} && !in_hole_since($t, $tok->{taken});
+		$count{ $provable ? 'phantom_checks' : 'phantom_checks_unprovable' }++;
+		my $said_visible = 0;
 		for my $i (0 .. 2)
 		{
 			my $fn = (qw(token_status require_visible get))[$i];
 			my $e = $r->[$i]{err} // '';
-			if ($e ne '22023')
+			next if $e eq '22023';
+			my $said = $e ? "$e $r->[$i]{msg}" : join('|', @{ $r->[$i]{rows}[0] || [] });
+			if ($provable || ($e ne '' && $e ne '22023'))
 			{
-				my $said = $e ? "$e $r->[$i]{msg}" : join('|', @{ $r->[$i]{rows}[0] || [] });
 				failure('a rolled-back write is never visible (22023)', "$desc (rolled back): $fn said $said");
 			}
+			else
+			{
+				$said_visible = 1;
+			}
 		}
+		$count{phantom_unprovable_visible}++ if $said_visible;
 		return;
 	}
 	no_error($r->[0], "$desc: token_status") && do {
@@ -1373,6 +1388,17 @@ sub step_untrack_toggle
 		$m->{tracked} = 1;
 		$m->{history} = 1;
 		close_hole($t);
+		# at once, a conditional write with the oldest token of the version
+		# of each row written while untracked (its version did not change)
+		for my $kid (sort keys %{ $m->{keys} })
+		{
+			my $K = $m->{keys}{$kid};
+			next unless @{ $K->{events} } && !$K->{events}[-1]{stamped} && cur_img($t, $kid);
+			my ($old) = grep { !$_->{phantom} && defined $K->{ver} && $_->{ver} == $K->{ver} } @{ $m->{tokens}{$kid} || [] };
+			next unless $old && rand() < 0.8;
+			$step++;
+			step_conditional($t, rand() < 0.8 ? 'update_if' : 'delete_if', $old);
+		}
 	}
 }
 
@@ -1768,10 +1794,12 @@ my $summary = sprintf(
 	  . "conflict_unknown %d (%d where the history has a hole), not_found %d, deleted %d; "
 	  . "tokens taken %d (%d of rolled-back writes), visibility checks %d; plain updates %d, inserts %d (re-inserts %d), deletes %d, "
 	  . "two-update transactions %d, savepoint rollbacks %d, rolled-back transactions %d; history off %d times, untracked %d times, renames %d; "
-	  . "errors expected: 55000 %d, EC004 %d; exact answers across a hole %d, tokens of a version written again while untracked %d",
+	  . "errors expected: 55000 %d, EC004 %d; exact answers across a hole %d, tokens of a version written again while untracked %d; "
+	  . "checks of rolled-back writes' tokens %d provable, %d not (%d of these said visible)",
 	$step, $seq_elapsed, $calls, map({ $count{$_} // 0 } qw(applied merged conflict conflict_unknown conflict_unknown_in_hole not_found deleted
 		  tokens_taken phantom_tokens visibility_checks plain_update insert reinsert delete tx2 savepoint_rollback rolled_back_tx
-		  history_off untracked renames), 'error 55000', 'error EC004', 'exact_in_hole', 'same_version_changed'));
+		  history_off untracked renames), 'error 55000', 'error EC004', 'exact_in_hole', 'same_version_changed',
+		'phantom_checks', 'phantom_checks_unprovable', 'phantom_unprovable_visible'));
 my $cc_summary = sprintf(
 	"part 2: %d clients for %.0f s, %d conditional writes: applied %d, merged %d, conflict %d, conflict_unknown %d; "
 	  . "%d markers written; lost %d, unreported %d, duplicated %d, out of order %d",
@@ -1843,6 +1871,15 @@ is($n_bad, 0, "part 2: plain UPDATE counters");
 is($col_bad, 0, "part 2: each client's own column holds what it wrote last") or diag join("\n", @cc_detail);
 cmp_ok($cc_count{merged} // 0, '>', 0, 'part 2 merged under concurrency');
 cmp_ok($cc_count{conflict} // 0, '>', 0, 'part 2 had conflicts under concurrency');
+
+SKIP:
+{
+	my $has_prune = $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_proc WHERE proname = 'prune' AND pronamespace = 'ec_feed'::regnamespace");
+	skip $has_prune eq '0'
+	  ? 'pruning (contract §5) is not built yet: not in the schedule'
+	  : 'ec_feed.prune() exists now but is not in the schedule yet: add it as a hole (issue 11)', 1;
+}
 
 $node->stop;
 done_testing();
