@@ -1288,7 +1288,8 @@ sub step_visibility
 		"SELECT ec_feed.require_visible('$tk');",
 		"SELECT g.status, CASE WHEN g.data IS NULL THEN NULL ELSE m_canon(jsonb_populate_record(NULL::$t, g.data)) END, g.token FROM ec_feed.get('$t', '$keyjson', '$tk') g;",
 		readback_sql($t, $kid, 1));
-	my $desc = "$t $kid token of version $tok->{ver} taken at step $tok->{taken}";
+	my $desc = "$t $kid token of version $tok->{ver} taken at step $tok->{taken}"
+	  . (@{ $r->[3]{rows} } ? ' (the row exists)' : ' (no row now)');
 	$count{visibility_checks}++;
 	if ($tok->{phantom})
 	{
