@@ -44,7 +44,8 @@
 # merge unless that column changed since the token.
 #
 # Seeded: EC_MODEL_SEED repeats part 1's schedule step by step, as far as
-# it gets in the time given (part 2's timing varies).
+# it gets in the time given; with EC_MODEL_STEPS=N it runs exactly N steps
+# (to replay a failure reported at a step). Part 2's timing varies.
 # EC_MODEL_SECONDS (default 60) is the time spent in both parts. For
 # debugging, with prove: EC_MODEL_SESSIONS=1 runs everything in the UTC
 # session only, EC_MODEL_CLIENTS sets the number of clients of part 2.
@@ -261,7 +262,7 @@ my %TYPES = (
 		json => sub { jstr(ts_render($_[0])) },
 	},
 	interval => {
-		gen => sub { pick(keys %INTERVALS) },
+		gen => sub { pick(sort keys %INTERVALS) },
 		sql => sub { "'$INTERVALS{$_[0]}'::interval" },
 		json => sub { jstr($INTERVALS{ $_[0] }) },
 	},
@@ -1497,7 +1498,8 @@ for my $t (@TABLES)
 		step_insert($t) if rand() < 0.8;
 	}
 }
-while (time() - $t0 < $seq_seconds)
+# EC_MODEL_STEPS: exactly that many steps (to replay a failure at a step)
+while ($ENV{EC_MODEL_STEPS} ? $step < $ENV{EC_MODEL_STEPS} : time() - $t0 < $seq_seconds)
 {
 	$step++;
 	my $t = pick(@TABLES);
