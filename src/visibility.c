@@ -465,49 +465,6 @@ check_key(Relation rel, const EcRowShape *shape, Jsonb *key)
 				 errhint("Pass the key as ec_feed.read() returns it.")));
 }
 
-/*
- * The query get() runs as the caller: the row by its key, as a whole-row
- * value in the table's own row type, and the key normalised to the form
- * ec_row_key() gives (so that its hash matches the token's). jsonb_to_record
- * converts the key's values as jsonb_populate_record does.
- */
-static char *
-get_query(Relation rel, const EcRowShape *shape)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData q;
-
-	initStringInfo(&q);
-	appendStringInfoString(&q, "SELECT ec_feed_row, pg_catalog.jsonb_build_object(");
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		const char *name = NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname);
-
-		appendStringInfo(&q, "%s%s, ec_feed_key.%s", i > 0 ? ", " : "",
-						 quote_literal_cstr(name), quote_identifier(name));
-	}
-	appendStringInfoString(&q, ") FROM pg_catalog.jsonb_to_record($1) AS ec_feed_key(");
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, shape->key_attnums[i] - 1);
-
-		appendStringInfo(&q, "%s%s %s", i > 0 ? ", " : "",
-						 quote_identifier(NameStr(att->attname)),
-						 format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-	}
-	appendStringInfo(&q, ") LEFT JOIN ONLY %s AS ec_feed_row ON ",
-					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)));
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		const char *name = quote_identifier(NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname));
-
-		appendStringInfo(&q, "%sec_feed_row.%s = ec_feed_key.%s", i > 0 ? " AND " : "", name, name);
-	}
-	return q.data;
-}
-
 static void
 token_mismatch(Relation rel)
 {
@@ -542,17 +499,11 @@ ec_feed_get(PG_FUNCTION_ARGS)
 	Relation	rel;
 	EcRowShape	shape;
 	Snapshot	snap;
-	SPIPlanPtr	plan;
-	Oid			argtypes[1] = {JSONBOID};
-	Datum		args[1];
 	Datum		values[3];
 	bool		nulls[3] = {false, true, true};
 	const char *status;
-	bool		row_null;
-	bool		key_null;
-	Datum		row;
-	Datum		key_datum;
-	HeapTupleData tuple;
+	HeapTuple	row;
+	Jsonb	   *rowkey;
 
 	ec_set_materialized_srf(fcinfo);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -584,49 +535,32 @@ ec_feed_get(PG_FUNCTION_ARGS)
 	/*
 	 * One snapshot for the check and the read: a new one in READ COMMITTED,
 	 * the transaction's in REPEATABLE READ, whose later reads see no more.
+	 * The row is read as the caller, through the plan update_if uses to find
+	 * a row by key (conditional.c): no column name or search_path entry can
+	 * change what it reads.
 	 */
 	snap = RegisterSnapshot(GetTransactionSnapshot());
-	plan = SPI_prepare(get_query(rel, &shape), 1, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	args[0] = JsonbPGetDatum(key);
-	if (SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 2) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "ec_feed.get() read " UINT64_FORMAT " rows for one key", SPI_processed);
-
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &row_null);
-	key_datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &key_null);
-	if (!row_null)
-	{
-		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
-
-		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
-		ItemPointerSetInvalid(&tuple.t_self);
-		tuple.t_tableOid = relid;
-		tuple.t_data = td;
-	}
+	row = ec_read_row(rel, key, snap, &rowkey);
 
 	/*
 	 * The token names the row by the hash of its key as stored, which can
 	 * differ from the key asked for (say, in case under citext); for a row
 	 * that is not there, the key asked for, normalised.
 	 */
-	if (have_token &&
-		token.key_hash != ec_key_hash(row_null ? DatumGetJsonbP(key_datum) :
-									  ec_row_key(rel, &shape, &tuple)))
+	if (have_token && token.key_hash != ec_key_hash(rowkey))
 		token_mismatch(rel);
 
 	if (have_token && token_needs_check(&token) &&
 		write_state(token.xid, snap) == EC_WRITE_PENDING)
 		status = "not_consistent";
-	else if (row_null)
+	else if (row == NULL)
 		status = "not_found";
 	else
 	{
 		status = "found";
-		values[1] = JsonbPGetDatum(ec_row_data(rel, &shape, &tuple));
+		values[1] = JsonbPGetDatum(ec_row_data(rel, &shape, row));
 		/* the token ec_feed.row_token() gives for this row */
-		values[2] = CStringGetTextDatum(ec_row_token_text(rel, &shape, &tuple, NULL));
+		values[2] = CStringGetTextDatum(ec_row_token_text(rel, &shape, row, rowkey));
 		nulls[1] = nulls[2] = false;
 	}
 	values[0] = CStringGetTextDatum(status);
