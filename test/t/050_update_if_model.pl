@@ -703,8 +703,10 @@ sub expect_answer
 	}
 	if (!$cur)
 	{
-		# (with history off now, not looking at the history is fair)
-		return { absent => 1, deleted_required => ($recorded_delete && !$tok->{phantom} && recording($t)) ? 1 : 0 };
+		# deleted is always true here; it is required where the history
+		# proves it: the delete recorded, history on now, no hole since
+		return { absent => 1, deleted_required => ($recorded_delete && !$tok->{phantom} && recording($t)
+				&& !in_hole_since($t, $tok->{ver_t})) ? 1 : 0 };
 	}
 	my $hole = $tok->{phantom} || in_hole_since($t, $tok->{ver_t});
 	my $same_version = !$tok->{phantom} && defined $K->{ver} && $tok->{ver} == $K->{ver};
