@@ -76,6 +76,8 @@ fsync = off
 max_connections = 40
 lc_messages = 'C'
 deadlock_timeout = 100ms
+# hundreds of thousands of statements: log only the failing ones
+log_statement = 'none'
 });
 $node->start;
 
