@@ -213,3 +213,8 @@ CREATE EVENT TRIGGER ec_feed_schema_changed ON ddl_command_end
 ------------------------------------------------------------------------
 -- tokens and visibility (issue 16)
 ------------------------------------------------------------------------
+
+-- Keys are rendered in a canonical form, independent of the session's
+-- settings (rowjson.c: ec_row_key()); tokens of rolled-back savepoints are
+-- recognised (visibility.c). No SQL object changes. History rows recorded
+-- by 0.1.0 keep the keys they were recorded with (README, "Keys").

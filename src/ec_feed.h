@@ -13,6 +13,8 @@
 #include "access/tupdesc.h"
 #include "utils/relcache.h"
 
+#include "compat.h"
+
 #define EC_FEED_SCHEMA			"ec_feed"
 #define EC_VERSION_COLUMN		"ec_version"
 #define EC_XID_COLUMN			"ec_xid"

@@ -314,9 +314,7 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("ec_feed");
-#endif
 	RegisterXactCallback(forget_pending_deletes, NULL);
 }
 
