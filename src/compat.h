@@ -59,4 +59,15 @@
 #define RelationGetPrimaryKeyIndex(relation) RelationGetPrimaryKeyIndex((relation), false)
 #endif
 
+/*
+ * 16 replaced the per-object-type ACL checks with object_aclcheck(); the
+ * macro keeps the spelling of 15.
+ */
+#if PG_VERSION_NUM >= 160000
+#include "catalog/pg_namespace.h"
+#include "utils/acl.h"
+#define pg_namespace_aclcheck(nsp_oid, roleid, mode) \
+	object_aclcheck(NamespaceRelationId, (nsp_oid), (roleid), (mode))
+#endif
+
 #endif							/* EC_FEED_COMPAT_H */
