@@ -86,7 +86,15 @@ ec_history_append(EcChange *change)
 
 	history = table_open(ec_feed_relid(EC_HISTORY_REL), RowExclusiveLock);
 	if (change->op == EC_OP_INSERT && has_later_change(history, change))
+	{
+		int64		drawn = change->seq;
+
 		change->seq = ec_feed_next_version();
+		/* rare (see track.c): tests count it */
+		ereport(DEBUG1,
+				(errmsg_internal("ec_feed: insert re-versioned from " INT64_FORMAT " to " INT64_FORMAT,
+								 drawn, change->seq)));
+	}
 
 	values[Anum_history_seq - 1] = Int64GetDatum(change->seq);
 	values[Anum_history_xid - 1] = FullTransactionIdGetDatum(change->xid);

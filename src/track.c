@@ -20,6 +20,15 @@
  * it would follow the versions of rows the same statement inserts later, e.g.
  * the key's new row in WITH d AS (DELETE ...) INSERT ... .
  *
+ * An INSERT draws its version before the unique check, which may then wait
+ * for a transaction that writes the same key; if that one deletes the key
+ * meanwhile, under a higher version, the feed could return the insert before
+ * the delete. So the stamp first waits for whatever the unique check of the
+ * primary key would wait for (wait_for_key_writers), then draws. A delete
+ * that starts after that probe and before the unique check still leaves the
+ * insert with the lower version; the record trigger then records it under a
+ * fresh one (history.c), and the row keeps the one drawn here.
+ *
  * zz_ec_feed_truncate_guard (BEFORE TRUNCATE) refuses TRUNCATE, which would
  * remove rows without a record a consumer could follow.
  *
@@ -34,17 +43,25 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/tuptable.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
@@ -303,6 +320,95 @@ changes_key(Relation rel, HeapTuple oldtup, HeapTuple newtup)
 	return false;
 }
 
+/*
+ * Before an INSERT draws its version: wait for the transactions that the
+ * unique check of the primary key would wait for on the new row's key, so
+ * that a delete of the key they make is drawn before the insert's version.
+ * Without it the insert would wait in the unique check, version in hand,
+ * while such a transaction (or the next writer of the key, which gets its
+ * turn meanwhile) deletes the key.
+ *
+ * Mirrors check_exclusion_or_unique_constraint(): a SnapshotDirty probe of
+ * the index reports an in-progress inserter (xmin), deleter or updater (xmax;
+ * not a mere locker) or speculative insertion, never the own transaction.
+ * After a wait the probe starts over. Nothing else is waited for: no INSERT
+ * waits where the unique check would not have waited anyway, only earlier.
+ */
+static void
+wait_for_key_writers(Relation rel, HeapTuple newtup)
+{
+	Oid			pkoid = RelationGetPrimaryKeyIndex(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Relation	index;
+	int			nkeys;
+	ScanKeyData keys[INDEX_MAX_KEYS];
+	SnapshotData dirty;
+	TupleTableSlot *slot;
+
+	if (!OidIsValid(pkoid))
+		return;
+	/* the executor holds this lock already, for the index insertion */
+	index = index_open(pkoid, RowExclusiveLock);
+	nkeys = IndexRelationGetNumberOfKeyAttributes(index);
+	for (int i = 0; i < nkeys; i++)
+	{
+		AttrNumber	attnum = index->rd_index->indkey.values[i];
+		Oid			opfamily = index->rd_opfamily[i];
+		Oid			type = index->rd_opcintype[i];
+		Oid			eqop = get_opfamily_member(opfamily, type, type, BTEqualStrategyNumber);
+		bool		isnull = true;
+		Datum		value = (Datum) 0;
+
+		if (attnum != InvalidAttrNumber && OidIsValid(eqop))
+			value = heap_getattr(newtup, attnum, desc, &isnull);
+		if (isnull)
+		{
+			/*
+			 * A NULL key is a NOT NULL violation, not a conflict. (Primary
+			 * key columns are plain columns with a btree equality; were one
+			 * not, no probe: the record trigger still keeps the feed ordered.)
+			 */
+			index_close(index, RowExclusiveLock);
+			return;
+		}
+		ScanKeyEntryInitialize(&keys[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+							   index->rd_indcollation[i], get_opcode(eqop), value);
+	}
+
+	slot = table_slot_create(rel, NULL);
+	for (;;)
+	{
+		IndexScanDesc scan;
+		TransactionId xwait = InvalidTransactionId;
+		uint32		token = 0;
+		ItemPointerData tid;
+
+		CHECK_FOR_INTERRUPTS();
+		InitDirtySnapshot(dirty);
+		scan = index_beginscan(rel, index, &dirty, nkeys, 0);
+		index_rescan(scan, keys, nkeys, NULL, 0);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			xwait = TransactionIdIsValid(dirty.xmin) ? dirty.xmin : dirty.xmax;
+			if (TransactionIdIsValid(xwait))
+			{
+				token = dirty.speculativeToken;
+				tid = slot->tts_tid;
+				break;
+			}
+		}
+		index_endscan(scan);
+		if (!TransactionIdIsValid(xwait))
+			break;
+		if (token != 0)
+			SpeculativeInsertionWait(dirty.xmin, token);
+		else
+			XactLockTableWait(xwait, rel, &tid, XLTW_InsertIndexUnique);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, RowExclusiveLock);
+}
+
 void
 _PG_init(void)
 {
@@ -378,6 +484,10 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("A tracked table needs the columns ec_version bigint and ec_xid xid8."),
 				 errhint("Call ec_feed.track() on the table again.")));
+
+	/* the unique check's waits, before the version is drawn (see above) */
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && records_history(rel))
+		wait_for_key_writers(rel, tuple);
 
 	/* the xid first: a version drawn later belongs to a known transaction */
 	xid = GetTopFullTransactionId();
