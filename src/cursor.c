@@ -373,7 +373,7 @@ ec_cursor_decode(const char *text, EcCursor *cursor)
 	const uint8 *pos = payload;
 	const uint8 *end = payload + len;
 	uint64		last = 0;
-	uint64		newest;
+	const EcMark *newest;
 
 	if (len < 1 || payload[0] > 1)
 		malformed("cursor", "Its flags are unknown.");
@@ -387,7 +387,13 @@ ec_cursor_decode(const char *text, EcCursor *cursor)
 			last > PG_INT64_MAX)
 			malformed("cursor", "It is truncated or its snapshot is inconsistent.");
 		cursor->last = last;
-		if (cursor->cur.nxt < cursor->prev.nxt || cursor->cur.hi < cursor->prev.lo ||
+		/*
+		 * Marks are taken in order, so the later one's horizon and versions
+		 * are not behind the earlier one's. Its nxt may be: after a crash the
+		 * xid counter restarts above the horizon (mark.c makes that durable)
+		 * but can be below xids that were running and had written no WAL.
+		 */
+		if (cursor->cur.xmax < cursor->prev.xmax || cursor->cur.hi < cursor->prev.lo ||
 			cursor->last > cursor->cur.hi)
 			malformed("cursor", "Its two snapshots are out of order.");
 	}
@@ -395,15 +401,25 @@ ec_cursor_decode(const char *text, EcCursor *cursor)
 		malformed("cursor", "It has trailing bytes.");
 
 	/*
-	 * A cursor can only name xids this cluster has handed out. One that is
-	 * ahead was made before a dump and restore (or a restore from a backup
-	 * taken earlier) into a cluster whose xid counter started again.
+	 * A cursor names only what this cluster has made durable (mark.c): its
+	 * horizon (the xids that had completed) and the versions handed out up
+	 * to hi. One that is ahead of either was made before a restore from an
+	 * older backup or a dump, or on another cluster. (Its nxt alone may be
+	 * ahead after a crash: running xids that had written nothing are
+	 * assigned again, and the cursor already treats them as open.)
 	 */
-	newest = U64FromFullTransactionId(ReadNextFullTransactionId());
-	if ((cursor->pending ? cursor->cur.nxt : cursor->prev.nxt) > newest)
+	newest = cursor->pending ? &cursor->cur : &cursor->prev;
+	if (newest->xmax > U64FromFullTransactionId(ReadNextFullTransactionId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_EC_FOREIGN_CURSOR),
 				 errmsg("cursor is ahead of this cluster's transaction counter"),
 				 errdetail("It names transaction ids that this cluster has not assigned yet: it was made before a restore or on another cluster."),
+				 errhint("Start again from ec_feed.cursor_now() after copying the tables again.")));
+	if (newest->hi > ec_feed_last_version())
+		ereport(ERROR,
+				(errcode(ERRCODE_EC_FOREIGN_CURSOR),
+				 errmsg("cursor is ahead of this database's versions"),
+				 errdetail("It names version %lld, above the last version this database has handed out: it was made before a restore.",
+						   (long long) newest->hi),
 				 errhint("Start again from ec_feed.cursor_now() after copying the tables again.")));
 }
