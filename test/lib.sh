@@ -108,7 +108,7 @@ ec_user_argv() {
 	)
 	local v
 	for v in PGHOST PGPORT PGUSER CI PROVE_FLAGS PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN \
-		EC_STRESS_SECONDS EC_STRESS_SEED; do
+		EC_STRESS_SECONDS EC_STRESS_SEED EC_MODEL_SECONDS EC_MODEL_SEED EC_MODEL_FIGURES; do
 		[ -n "${!v:-}" ] && envv+=("$v=${!v}")
 	done
 	if ec_is_root; then
