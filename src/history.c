@@ -28,7 +28,8 @@
 #include "ec_feed.h"
 
 /*
- * Does the history hold a change of this row with a version above `version`?
+ * Does the history hold a change of this row, made by another transaction,
+ * with a version above `version`?
  *
  * An INSERT draws its version in the BEFORE trigger, ahead of the unique
  * check. If another transaction was deleting the same key, the insert waited
@@ -37,6 +38,11 @@
  * changes in the order they were made (G3). The deleter has committed (else
  * the unique check would still wait or have failed), so SnapshotSelf sees its
  * change.
+ *
+ * The inserting transaction's own later changes of the key (an AFTER trigger
+ * that updates or deletes the new row, fired before this record trigger) do
+ * not count: they drew their versions after the insert, in the order they
+ * were made, so the insert's own version already orders them.
  */
 static bool
 has_later_change(Relation history, const EcChange *change)
@@ -45,14 +51,21 @@ has_later_change(Relation history, const EcChange *change)
 	IndexScanDesc scan;
 	ScanKeyData keys[3];
 	TupleTableSlot *slot = table_slot_create(history, NULL);
-	bool		found;
+	bool		found = false;
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
 	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
 	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
 	index_rescan(scan, keys, 3, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		FullTransactionId writer;
+
+		writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
+		found = !FullTransactionIdEquals(writer, change->xid);
+	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
