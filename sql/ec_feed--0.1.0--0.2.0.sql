@@ -25,6 +25,10 @@ ALTER TABLE ec_feed.tracked_rel
 -- the feed (issue 14)
 ------------------------------------------------------------------------
 
+-- read(rels => ...) scans each named table's changes in version order
+-- through this index, instead of every table's changes in the range (14.4).
+CREATE INDEX history_rel_seq_idx ON ec_feed.history (relid, seq);
+
 ------------------------------------------------------------------------
 -- tokens and visibility (issue 16)
 ------------------------------------------------------------------------

@@ -40,4 +40,11 @@ ec_set_materialized_srf(FunctionCallInfo fcinfo)
 	index_insert((index), (values), (isnull), (tid), (heap), (check), false, (info))
 #endif
 
+/* GetFlushRecPtr() reports the timeline too from 15 on. */
+#if PG_VERSION_NUM < 150000
+#define ec_flushed_upto() GetFlushRecPtr()
+#else
+#define ec_flushed_upto() GetFlushRecPtr(NULL)
+#endif
+
 #endif							/* EC_FEED_COMPAT_H */

@@ -13,6 +13,7 @@
 #include "access/xlog.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "postmaster/postmaster.h"
 
 #include "ec_feed.h"
 
@@ -20,8 +21,14 @@
 #define EC_CHECK_SEED		UINT64CONST(0x65635f66656564)	/* "ec_feed" */
 #define EC_HEADER_LEN		(1 + 1 + 8)
 #define EC_CHECK_LEN		4
-/* more running xids than this in one snapshot means a forged cursor */
-#define EC_MAX_XIP			(1 << 24)
+/*
+ * Claims no real mark makes. A snapshot lists at most one xid per proc array
+ * entry (at most MAX_BACKENDS backends and as many prepared transactions,
+ * whatever the settings were when the cursor was made), plus the reader's
+ * own; xids more than 2^31 apart cannot be told apart.
+ */
+#define EC_MAX_XIP			(2 * (uint64) MAX_BACKENDS + 1)
+#define EC_MAX_XID_SPAN		(UINT64CONST(1) << 31)
 
 static const char b64url[] =
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -268,26 +275,33 @@ get_mark(const uint8 **pos, const uint8 *end, EcMark *mark)
 		!ec_get_varint(pos, end, &width) || !ec_get_varint(pos, end, &nxip))
 		return false;
 	if (lo > PG_INT64_MAX || span > PG_INT64_MAX - lo ||
-		gap > mark->nxt || gap > EC_MAX_XIP || width > mark->nxt - gap ||
+		gap > mark->nxt || gap > EC_MAX_XID_SPAN || width > mark->nxt - gap ||
+		width > EC_MAX_XID_SPAN ||
 		nxip > EC_MAX_XIP || nxip > (uint64) (end - *pos))
 		return false;
 	mark->lo = lo;
 	mark->hi = lo + span;
 	mark->xmax = mark->nxt - gap;
 	mark->xmin = mark->xmax - width;
-	mark->nxip = nxip;
+	mark->nxip = 0;
 	mark->xip = nxip ? palloc(sizeof(uint64) * nxip) : NULL;
 	prev = mark->xmin;
-	for (int i = 0; i < mark->nxip; i++)
+	for (uint64 i = 0; i < nxip; i++)
 	{
 		uint64		delta;
 
-		/* strictly increasing, within [xmin, xmax) */
-		if (!ec_get_varint(pos, end, &delta) || (i > 0 && delta == 0) ||
-			delta >= mark->xmax - prev)
+		/* increasing, within [xmin, xmax) */
+		if (!ec_get_varint(pos, end, &delta) || delta >= mark->xmax - prev)
 			return false;
 		prev += delta;
-		mark->xip[i] = prev;
+
+		/*
+		 * Cursors made before 0.2.0 may list an xid twice (one being
+		 * prepared while the snapshot was taken); consumers keep them.
+		 */
+		if (i > 0 && delta == 0)
+			continue;
+		mark->xip[mark->nxip++] = prev;
 	}
 	return true;
 }

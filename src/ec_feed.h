@@ -22,6 +22,7 @@
 #define EC_HISTORY_PKEY			"history_pkey"			/* (seq) */
 #define EC_HISTORY_XID_IDX		"history_xid_seq_idx"	/* (xid, seq) */
 #define EC_HISTORY_KEY_IDX		"history_rel_key_idx"	/* (relid, key, seq) */
+#define EC_HISTORY_REL_SEQ_IDX	"history_rel_seq_idx"	/* (relid, seq), 0.2.0 */
 #define EC_VERSION_SEQ			"change_seq"
 #define EC_TRACKED_REL			"tracked_rel"
 #define EC_TRACKED_REL_PKEY		"tracked_rel_pkey"		/* (relid) */
