@@ -1016,12 +1016,12 @@ sub crash
 		my $until = time() + $crash_rng->range(200, 800) / 1000;
 		tick() while time() < $until;
 	}
+	consumer_read($_, plain => 1) for @consumers;    # marks taken right before the crash
 	my $pre_seq = $admin->safe("SELECT last_value FROM ec_feed.change_seq;");
 	# the highest xid handed out so far, as far as one can tell without
 	# assigning one (which would flush the WAL at commit)
 	my $pre_xid = $admin->safe("SELECT greatest($max_xid, (SELECT max(backend_xid::text::bigint) FROM pg_stat_activity), "
 		  . "(SELECT max(transaction::text::bigint) FROM pg_prepared_xacts));");
-	consumer_read($_, plain => 1) for @consumers;    # marks taken right before the crash
 	$node->stop('immediate');
 	$epoch++;
 	$_->{sess}->kill for @writers, @consumers;
