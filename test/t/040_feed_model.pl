@@ -930,7 +930,8 @@ sub consumer_read
 	my $page = { id => ++$c->{pages}, in => $in, in_origin => $in_origin, undo => [] };
 	my @preparing = map { $_->{sess}{busy}{meta}{sql} =~ /'(\S+)'/ ? ($1 . ($_->{sess}{busy}{meta}{sync} ? ' (waiting for the standby)' : '')) : () }
 	  grep { my $b = $_->{sess}{busy}; $b && $b->{meta}{kind} eq 'end' && $b->{meta}{end} eq 'prepare' } @writers;
-	my $context = @preparing ? "; when it was read, PREPARE TRANSACTION was running for @preparing" : '';
+	my $context = ($opt{before_crash} ? "; read right before crash " . ($epoch + 1) : "; read after $epoch crashes")
+	  . (@preparing ? "; when it was read, PREPARE TRANSACTION was running for @preparing" : '');
 	my ($rows, $progress, $err) = feed_page($c, $in, $max);
 	if ($err)
 	{
@@ -1016,7 +1017,7 @@ sub crash
 		my $until = time() + $crash_rng->range(200, 800) / 1000;
 		tick() while time() < $until;
 	}
-	consumer_read($_, plain => 1) for @consumers;    # marks taken right before the crash
+	consumer_read($_, plain => 1, before_crash => 1) for @consumers;    # marks taken right before the crash
 	my $pre_seq = $admin->safe("SELECT last_value FROM ec_feed.change_seq;");
 	# the highest xid handed out so far, as far as one can tell without
 	# assigning one (which would flush the WAL at commit)
@@ -1157,7 +1158,6 @@ sub quiescent_check
 	{
 		next if $c->{dead};
 		my $who = "$label, consumer $c->{name}";
-		my ($missing, $extra, $stale) = (0, 0, 0);
 		for my $k (sort keys %table)
 		{
 			my ($rel) = split / /, $k;
@@ -1195,7 +1195,6 @@ sub quiescent_check
 			}
 			fail_model('missed', "$who: never delivered: op $op v$seq of $rel $key, xid $xid ($when)");
 		}
-		my %tally;
 		for my $d (@{ $c->{interval} })
 		{
 			my ($ver, $rel, $key, $xid, $tag, $op) = @$d;
