@@ -6,13 +6,15 @@
  * A conditional write runs as the caller, through SPI, so that privileges,
  * row-level security and the table's other triggers apply exactly as to a
  * plain UPDATE or DELETE. The applied path is one statement,
- *		UPDATE ONLY tab t SET ... WHERE <key> AND t.ec_version = $v RETURNING t
+ *		UPDATE ONLY tab t SET ... WHERE <key> AND t.ec_version = $v RETURNING t.*
  * whose WHERE clause PostgreSQL rechecks against the newest row version if it
  * had to wait for a concurrent writer. Only when that writes nothing does the
  * slow path lock the row (SELECT ... FOR NO KEY UPDATE), read the history of
  * that one key to learn which columns changed since the token, and then write
  * (merged) or answer with the conflict. The row lock is held from the check
- * to the write, and to the end of the transaction.
+ * to the write, and to the end of the transaction. A stale token merges only
+ * when the history proves it saw every version of the row since the token
+ * (history_since and the chain of prev versions, see changed_since()).
  *
  * The history is read with the index access method, not as the caller, who
  * may have no privilege on ec_feed.history. It is read only for the row the
@@ -22,6 +24,15 @@
  *
  * Plans are prepared once per table (and per set of columns written) and kept
  * for the session; a relcache invalidation of the table retires them.
+ *
+ * The SQL text is immune to the caller: the table and every operator are
+ * schema-qualified, values are parameters typed by OID, and rows come back
+ * as t.* (a bare "t" would name a column called t, if the table has one), to
+ * be rebuilt in the table's own row type (result_row). So the text means the
+ * same under any search_path: a plan is re-analysed under the caller's
+ * search_path when it differs from the one it was made under. The statements
+ * themselves run with the caller's settings, so the table's triggers and
+ * policies behave as under a plain UPDATE or DELETE.
  */
 #include "postgres.h"
 
@@ -34,7 +45,9 @@
 #include "catalog/pg_index.h"
 #include "catalog/pg_opclass.h"
 #include "catalog/pg_operator.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -81,7 +94,9 @@ typedef struct RelEntry
 	SPIPlanPtr	lock_plan;		/* FOR NO KEY UPDATE, before an update */
 	SPIPlanPtr	lock_del_plan;	/* FOR UPDATE, before a delete */
 	SPIPlanPtr	delete_plan;
+	SPIPlanPtr	get_plan;		/* the whole row by key, for get() */
 	List	   *update_plans;	/* of UpdatePlan */
+	bool		after_triggers; /* AFTER UPDATE triggers besides ec_feed's */
 } RelEntry;
 
 /*
@@ -149,6 +164,8 @@ retire_entry(RelEntry *entry)
 		r->plans = lappend(r->plans, entry->lock_del_plan);
 	if (entry->delete_plan)
 		r->plans = lappend(r->plans, entry->delete_plan);
+	if (entry->get_plan)
+		r->plans = lappend(r->plans, entry->get_plan);
 	foreach(lc, entry->update_plans)
 		r->plans = lappend(r->plans, ((UpdatePlan *) lfirst(lc))->plan);
 	retired = lappend(retired, r);
@@ -221,6 +238,34 @@ key_operator(Relation index, int i)
 	return result;
 }
 
+/*
+ * Has the table AFTER UPDATE triggers of its own? They fire after UPDATE ...
+ * RETURNING has produced the row, and may write the row again (a total
+ * recomputed), so update_if reads the row again after its write. Internal
+ * triggers (foreign keys) never write the row and are left out.
+ */
+static bool
+has_after_update_triggers(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+	Oid			nspid = ec_feed_namespace();
+
+	if (trigdesc == NULL ||
+		(!trigdesc->trig_update_after_row && !trigdesc->trig_update_after_statement))
+		return false;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (!TRIGGER_FOR_AFTER(trigger->tgtype) || !TRIGGER_FOR_UPDATE(trigger->tgtype) ||
+			trigger->tgisinternal || trigger->tgenabled == TRIGGER_DISABLED)
+			continue;
+		if (get_func_namespace(trigger->tgfoid) != nspid)
+			return true;
+	}
+	return false;
+}
+
 static void
 build_entry(RelEntry *entry, Relation rel)
 {
@@ -266,6 +311,7 @@ build_entry(RelEntry *entry, Relation rel)
 								   makeNullConst(JSONBOID, -1, InvalidOid)),
 						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
 	entry->populate.fn_expr = (Node *) call;
+	entry->after_triggers = has_after_update_triggers(rel);
 
 	MemoryContextSwitchTo(old);
 	entry->valid = true;
@@ -301,14 +347,23 @@ get_entry(Relation rel)
 	return entry;
 }
 
-/* Prepare and keep a plan; we are connected to SPI. */
+/* Prepare a plan; we are connected to SPI. */
 static SPIPlanPtr
-keep_plan(const char *sql, int nargs, Oid *argtypes)
+prepare_plan(const char *sql, int nargs, Oid *argtypes)
 {
 	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql, SPI_result_code_string(SPI_result));
+	return plan;
+}
+
+/* Prepare and keep a plan; we are connected to SPI. */
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = prepare_plan(sql, nargs, argtypes);
+
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 	return plan;
@@ -339,7 +394,7 @@ lock_plan(RelEntry *entry, bool for_delete)
 	SPIPlanPtr *slot = for_delete ? &entry->lock_del_plan : &entry->lock_plan;
 
 	if (*slot == NULL)
-		*slot = keep_plan(psprintf("SELECT t FROM ONLY %s t WHERE %s FOR %s OF t",
+		*slot = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s FOR %s OF t",
 								   entry->qualname, entry->key_where,
 								   for_delete ? "UPDATE" : "NO KEY UPDATE"),
 						  entry->shape.nkeys, entry->argtypes);
@@ -351,7 +406,7 @@ delete_plan(RelEntry *entry)
 {
 	if (entry->delete_plan == NULL)
 		entry->delete_plan =
-			keep_plan(psprintf("DELETE FROM ONLY %s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t",
+			keep_plan(psprintf("DELETE FROM ONLY %s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
 							   entry->qualname, entry->key_where, entry->shape.nkeys + 1),
 					  entry->shape.nkeys + 1, entry->argtypes);
 	return entry->delete_plan;
@@ -394,16 +449,13 @@ update_plan(RelEntry *entry, Relation rel, int ncols, const AttrNumber *attnums,
 						 quote_identifier(NameStr(att->attname)), nkeys + 2 + i);
 		argtypes[nkeys + 1 + i] = att->atttypid;
 	}
-	appendStringInfo(&sql, " WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t",
+	appendStringInfo(&sql, " WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
 					 entry->key_where, nkeys + 1);
 
 	if (list_length(entry->update_plans) >= MAX_UPDATE_PLANS)
 	{
 		*temporary = true;
-		plan = SPI_prepare(sql.data, nkeys + 1 + ncols, argtypes);
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data, SPI_result_code_string(SPI_result));
-		return plan;
+		return prepare_plan(sql.data, nkeys + 1 + ncols, argtypes);
 	}
 	plan = keep_plan(sql.data, nkeys + 1 + ncols, argtypes);
 	old = MemoryContextSwitchTo(entry->mcxt);
@@ -620,17 +672,61 @@ parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attnums
 }
 
 /*
- * Run a plan that returns at most one row, the whole row "t". Returns a copy
- * of it in the current memory context, or NULL.
+ * The row a plan returned as t.* (the table's live columns, in order), in
+ * the table's own row type: dropped columns are NULL. Built in the current
+ * memory context.
  */
 static HeapTuple
-run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
+result_row(Relation rel, HeapTuple spitup, TupleDesc spidesc)
 {
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *nulls = palloc(sizeof(bool) * desc->natts);
+	int			src = 0;
 	HeapTuple	tuple;
-	bool		isnull;
-	Datum		row;
 
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+		if (att->attisdropped)
+			continue;
+		if (src >= spidesc->natts || TupleDescAttr(spidesc, src)->atttypid != att->atttypid)
+			elog(ERROR, "row of \"%s\" read by ec_feed does not match the table's columns",
+				 RelationGetRelationName(rel));
+		values[i] = SPI_getbinval(spitup, spidesc, src + 1, &nulls[i]);
+		src++;
+	}
+	if (src != spidesc->natts)
+		elog(ERROR, "row of \"%s\" read by ec_feed does not match the table's columns",
+			 RelationGetRelationName(rel));
+	tuple = heap_form_tuple(desc, values, nulls);
+	tuple->t_tableOid = RelationGetRelid(rel);
+	pfree(values);
+	pfree(nulls);
+	return tuple;
+}
+
+/*
+ * Run a plan that returns at most one row of rel as t.*, with the given
+ * snapshot (InvalidSnapshot: SPI's usual one).
+ * Returns the row in the table's row type, in the current memory context,
+ * or NULL.
+ */
+static HeapTuple
+execute_one(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only,
+			Snapshot snapshot, int expected, Relation rel)
+{
+	int			rc;
+	HeapTuple	tuple;
+
+	if (snapshot != InvalidSnapshot)
+		rc = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
+								  read_only, false, 2);
+	else
+		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
 	if (rc != expected)
 		elog(ERROR, "SPI_execute_plan returned %s", SPI_result_code_string(rc));
 	if (SPI_processed == 0)
@@ -640,14 +736,60 @@ run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int 
 	}
 	if (SPI_processed > 1)
 		elog(ERROR, "more than one row has the same primary key");
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "whole-row result is NULL");
-	row = datumCopy(row, false, -1);
+	tuple = result_row(rel, SPI_tuptable->vals[0], SPI_tuptable->tupdesc);
 	SPI_freetuptable(SPI_tuptable);
-	tuple = palloc(sizeof(HeapTupleData));
-	make_tuple(tuple, DatumGetHeapTupleHeader(row), relid);
 	return tuple;
+}
+
+/* Run a plan of a conditional write: the locked, updated or deleted row, or NULL. */
+static HeapTuple
+run_plan(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only, int expected, Oid relid)
+{
+	/* the caller holds the table open and locked */
+	Relation	rel = RelationIdGetRelation(relid);
+	HeapTuple	tuple;
+
+	if (!RelationIsValid(rel))
+		elog(ERROR, "could not open relation with OID %u", relid);
+	tuple = execute_one(plan, values, nulls, read_only, InvalidSnapshot, expected, rel);
+	RelationClose(rel);
+	return tuple;
+}
+
+static SPIPlanPtr
+get_plan(RelEntry *entry)
+{
+	if (entry->get_plan == NULL)
+		entry->get_plan = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s",
+											 entry->qualname, entry->key_where),
+									entry->shape.nkeys, entry->argtypes);
+	return entry->get_plan;
+}
+
+/*
+ * The row of rel with this key as the caller reads it with snapshot snap
+ * (privileges and row-level security apply), or NULL; the caller is
+ * connected to SPI. *keyjson is the key in the form tokens hash: the row's
+ * own (ec_row_key), or for a missing row the key asked for, converted to
+ * the key columns' types and normalised the same way. The key is parsed as
+ * update_if parses it.
+ */
+HeapTuple
+ec_read_row(Relation rel, Jsonb *key, Snapshot snap, Jsonb **keyjson)
+{
+	RelEntry   *entry;
+	Datum		values[INDEX_MAX_KEYS];
+	Jsonb	   *canonical;
+	HeapTuple	row;
+
+	free_retired();
+	entry = get_entry(rel);
+	active_calls++;
+	parse_key(entry, rel, key, values, &canonical);
+	row = execute_one(get_plan(entry), values, NULL, true, snap, SPI_OK_SELECT, rel);
+	*keyjson = row ? ec_row_key(rel, &entry->shape, row) : canonical;
+	active_calls--;
+	return row;
 }
 
 char *
@@ -712,6 +854,7 @@ ec_current_token(Relation rel, Jsonb *key)
 typedef struct HistorySince
 {
 	bool		has_token_version;	/* an entry at the token's version is retained */
+	bool		chained;		/* each later entry follows the one before it */
 	int64		last;			/* the newest entry's version, 0 if none */
 	bool		replaced;		/* deleted (and maybe inserted again) since */
 	bool		deleted;		/* a delete since the token */
@@ -729,6 +872,14 @@ add_name(List **names, const char *name)
 	*names = lappend(*names, pstrdup(name));
 }
 
+/*
+ * The entries of one key from the token's version on. They are chained when
+ * each update or delete names as its prev the version of the entry before it,
+ * and an insert follows only a delete (the row was replaced): then no version
+ * of the row between the token's and the last entry's went unrecorded. A
+ * change made while nothing recorded it (history off, trigger disabled) leaves
+ * a version no entry has, so the next entry's prev matches nothing.
+ */
 static void
 history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 {
@@ -738,6 +889,8 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 	Snapshot	snapshot;
 	HeapTuple	tuple;
 	TupleDesc	desc;
+	char		prev_op = '\0';	/* op of the entry before */
+	int64		expect = version;	/* its version: the next entry's prev */
 
 	memset(hs, 0, sizeof(HistorySince));
 	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
@@ -753,19 +906,31 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 				Int64GetDatum(version));
 	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
 							  snapshot, 3, skey);
+	/* entries written before 0.2.0's upgrade script ran name no prev */
+	hs->chained = desc->natts >= Anum_history_prev_version;
 	while ((tuple = systable_getnext(scan)) != NULL)
 	{
 		bool		isnull;
 		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
 		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		Datum		prev = 0;
+		bool		prev_null = true;
 		Datum		changed;
 
 		CHECK_FOR_INTERRUPTS();
+		if (desc->natts >= Anum_history_prev_version)
+			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
 		if (seq == version)
 		{
 			hs->has_token_version = true;
+			prev_op = op;
 			continue;
 		}
+		if (op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
+			prev_null || DatumGetInt64(prev) != expect)
+			hs->chained = false;
+		prev_op = op;
+		expect = seq;
 		hs->last = seq;
 		if (op == EC_OP_UPDATE)
 		{
@@ -808,22 +973,31 @@ text_array(List *names)
 /*
  * The columns changed since the token, in the table's column order (names the
  * table no longer has last), or NIL with *known false when the history cannot
- * tell: not recorded, pruned, or the token names no version of this row.
+ * prove it saw every version of the row from the token's to the current one:
+ * the token's version is older than the table's history (history_since: not
+ * recorded then, or the table's schema changed since), pruned, never
+ * committed, or the chain of versions has a hole. A row replaced since the
+ * token (deleted and inserted again) has every column changed, key columns
+ * too: a table of key columns only would otherwise show nothing changed.
  */
 static List *
-changed_since(Relation rel, const EcRowShape *shape, bool history_on, Jsonb *key,
+changed_since(Relation rel, bool history_on, Jsonb *key,
 			  int64 token_version, int64 current_version, bool *known)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	HistorySince hs;
+	int64		since;
 	List	   *result = NIL;
 	ListCell   *lc;
 
 	*known = false;
 	if (!history_on || token_version > current_version)
 		return NIL;
+	/* read after the row lock: a track() or ALTER TABLE before it is seen */
+	if (!ec_history_since(RelationGetRelid(rel), &since) || token_version < since)
+		return NIL;
 	history_since(RelationGetRelid(rel), key, token_version, &hs);
-	if (!hs.has_token_version || hs.last != current_version)
+	if (!hs.has_token_version || !hs.chained || hs.last != current_version)
 		return NIL;
 	*known = true;
 
@@ -831,12 +1005,10 @@ changed_since(Relation rel, const EcRowShape *shape, bool history_on, Jsonb *key
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		const char *name = NameStr(att->attname);
-		bool		listed = false;
+		bool		listed = hs.replaced;
 
 		if (att->attisdropped || ec_is_managed_column(name))
 			continue;
-		if (hs.replaced)
-			listed = key_position(shape, att->attnum) < 0;
 		foreach(lc, hs.changed)
 			if (!listed && strcmp(lfirst(lc), name) == 0)
 				listed = true;
@@ -1052,7 +1224,7 @@ lock_for_token(Relation rel, RelEntry *entry, bool for_delete, Datum *keyvals,
 		token_of_other_row(rel);
 	result->changed_since = NIL;
 	if (*version != token->version)
-		result->changed_since = changed_since(rel, &entry->shape, history_on, *rowkey,
+		result->changed_since = changed_since(rel, history_on, *rowkey,
 											  token->version, *version, &known);
 	result->changed_known = known;
 	return locked;
@@ -1193,6 +1365,15 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 			else
 				conflict_result(&result, rel, entry, locked, rowkey);
 		}
+	}
+	if (row && entry->after_triggers)
+	{
+		/* the row as the table's AFTER triggers left it (we hold its lock) */
+		HeapTuple	now = run_plan(lock_plan(entry, false), keyvals, NULL, false,
+								   SPI_OK_SELECT, relid);
+
+		if (now)
+			row = now;
 	}
 	if (row)
 	{

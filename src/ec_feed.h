@@ -13,6 +13,8 @@
 #include "access/tupdesc.h"
 #include "utils/relcache.h"
 
+#include "compat.h"
+
 #define EC_FEED_SCHEMA			"ec_feed"
 #define EC_VERSION_COLUMN		"ec_version"
 #define EC_XID_COLUMN			"ec_xid"
@@ -27,12 +29,16 @@
 #define EC_TRACKED_REL			"tracked_rel"
 #define EC_TRACKED_REL_PKEY		"tracked_rel_pkey"		/* (relid) */
 
+/* the triggers ec_feed.track() puts on a table */
+#define EC_STAMP_TRIGGER		"zz_ec_feed_stamp"		/* BEFORE row: ec_feed.stamp() */
+#define EC_RECORD_TRIGGER		"zz_ec_feed_record"		/* AFTER row: ec_feed.record() */
+
 /* columns of ec_feed.tracked_rel */
 #define Anum_tracked_rel_relid			1
 #define Anum_tracked_rel_history_since	5	/* added in 0.2.0 */
 
 /* columns of ec_feed.history */
-#define Natts_history			7
+#define Natts_history			8
 #define Anum_history_seq		1	/* bigint: the change's version */
 #define Anum_history_xid		2	/* xid8: top-level writer */
 #define Anum_history_relid		3	/* oid */
@@ -40,6 +46,8 @@
 #define Anum_history_key		5	/* jsonb */
 #define Anum_history_data		6	/* jsonb */
 #define Anum_history_changed	7	/* text[], updates only */
+#define Anum_history_prev_version	8	/* bigint (0.2.0): the version an update
+											 * or delete replaced; NULL for inserts */
 
 #define EC_OP_INSERT			'i'
 #define EC_OP_UPDATE			'u'
@@ -104,6 +112,8 @@ typedef struct EcChange
 	Jsonb	   *key;
 	Jsonb	   *data;
 	ArrayType  *changed;		/* NULL unless op is EC_OP_UPDATE */
+	bool		has_prev_version;	/* false for inserts */
+	int64		prev_version;	/* the row's version before an update or delete */
 } EcChange;
 
 extern void ec_history_append(EcChange *change);

@@ -200,7 +200,7 @@ make_durable(TransactionId xmax)
 		else if (commit_lsn > need)
 			need = commit_lsn;
 	}
-	if (need > ec_flushed_upto())
+	if (need > GetFlushRecPtr(NULL))
 		XLogFlush(need);
 }
 
@@ -266,11 +266,25 @@ mark_sees(const EcMark *mark, uint64 xid)
 	return bsearch(&xid, mark->xip, mark->nxip, sizeof(uint64), compare_xid) == NULL;
 }
 
-/* May the caller read the whole table, without row-level security? */
+/*
+ * May the caller use the table's schema? A plain SELECT needs USAGE on it
+ * as well as SELECT on the table.
+ */
+static bool
+caller_may_use_schema(Oid relid)
+{
+	Oid			nspid = get_rel_namespace(relid);
+
+	return OidIsValid(nspid) &&
+		pg_namespace_aclcheck(nspid, GetUserId(), ACL_USAGE) == ACLCHECK_OK;
+}
+
+/* May the caller read the whole table, as a plain SELECT, without row-level security? */
 static bool
 caller_may_read(Oid relid)
 {
 	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) &&
+		caller_may_use_schema(relid) &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
 		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
 }
@@ -334,6 +348,13 @@ check_rels(FeedScan *fs, ArrayType *rels)
 					 errmsg("table \"%s\" is tracked without history", get_rel_name(relid)),
 					 errdetail("ec_feed.track() was called with history => false, so no changes are recorded."),
 					 errhint("Call ec_feed.track() with history => true.")));
+		if (!caller_may_use_schema(relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for schema %s",
+							get_namespace_name(get_rel_namespace(relid))),
+					 errdetail("Reading the feed of a table needs USAGE on its schema, as a SELECT from it does."),
+					 errhint("Ask the schema's owner for USAGE, or leave the table out of rels.")));
 		if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

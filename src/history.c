@@ -98,6 +98,8 @@ ec_history_append(EcChange *change)
 		values[Anum_history_changed - 1] = PointerGetDatum(change->changed);
 	else
 		nulls[Anum_history_changed - 1] = true;
+	values[Anum_history_prev_version - 1] = Int64GetDatum(change->prev_version);
+	nulls[Anum_history_prev_version - 1] = !change->has_prev_version;
 
 	tuple = heap_form_tuple(RelationGetDescr(history), values, nulls);
 	simple_heap_insert(history, tuple);
@@ -114,9 +116,14 @@ ec_history_append(EcChange *change)
 		bool		inulls[INDEX_MAX_KEYS];
 
 		FormIndexDatum(info, slot, NULL, ivalues, inulls);
-		/* seq comes from a sequence: unique by construction, no need to check */
+
+		/*
+		 * seq is a version the stamp trigger drew (track.c checks that no
+		 * other trigger replaced it); the primary key still checks it, so
+		 * that nothing can ever record a version twice.
+		 */
 		ec_index_insert(index, ivalues, inulls, &tuple->t_self, history,
-						UNIQUE_CHECK_NO, info);
+						info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, info);
 		index_close(index, RowExclusiveLock);
 	}
 	list_free(indexes);

@@ -128,6 +128,13 @@ ec_rel_tracked(Relation rel, bool *history)
 	return stamped;
 }
 
+/* Is funcoid the function ec_feed.<name>? */
+bool
+ec_is_feed_function(Oid funcoid, const char *name)
+{
+	return is_ec_function(funcoid, ec_feed_namespace(), name);
+}
+
 void
 ec_require_tracked(Relation rel, bool *history)
 {

@@ -10,7 +10,9 @@
  * zz_ec_feed_record (AFTER INSERT OR UPDATE OR DELETE, row) appends the change
  * to the history. AFTER triggers fire only for rows really written, so an
  * INSERT that turns into ON CONFLICT DO UPDATE records just the update, and a
- * delete that another trigger cancels records nothing.
+ * delete that another trigger cancels records nothing. An update or delete
+ * records the version it replaced (prev), which chains a row's entries: a
+ * conditional write merges a stale token only over an unbroken chain.
  *
  * A delete's version (also the old key's, when an UPDATE changes the key) is
  * drawn by the stamp trigger under the row lock, in statement order, and kept
@@ -20,11 +22,21 @@
  *
  * zz_ec_feed_truncate_guard (BEFORE TRUNCATE) refuses TRUNCATE, which would
  * remove rows without a record a consumer could follow.
+ *
+ * The history records only versions the stamp trigger drew. Row triggers
+ * fire in name order, so a table's own BEFORE row trigger named after
+ * zz_ec_feed_stamp could rewrite ec_version or ec_xid once stamped. Only when
+ * a table has such a trigger (rare) does the stamp remember what it wrote,
+ * in a per-transaction hash, for the record trigger to check; otherwise
+ * nothing can change the row after the stamp and nothing is remembered. The
+ * record trigger also refuses to run as anything but ec_feed's own trigger
+ * on a table whose stamp trigger fires.
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "fmgr.h"
@@ -57,14 +69,165 @@ typedef struct PendingDelete
 
 static HTAB *pending_deletes = NULL;	/* in TopTransactionContext */
 
+/*
+ * Versions the stamp trigger wrote on tables where a later BEFORE trigger
+ * could change them, until recorded.
+ */
+typedef struct StampedKey
+{
+	Oid			relid;
+	int64		version;
+} StampedKey;
+
+typedef struct Stamped
+{
+	StampedKey	key;
+	FullTransactionId xid;
+} Stamped;
+
+static HTAB *stamped_rows = NULL;	/* in TopTransactionContext */
+
 static void
 forget_pending_deletes(XactEvent event, void *arg)
 {
-	/* its memory goes with TopTransactionContext */
+	/* their memory goes with TopTransactionContext */
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
 		event == XACT_EVENT_PREPARE)
+	{
 		pending_deletes = NULL;
+		stamped_rows = NULL;
+	}
+}
+
+/*
+ * Can a BEFORE row trigger of the table fire after the stamp trigger on an
+ * INSERT or UPDATE, and so change what it wrote? Triggers fire in name order.
+ */
+static bool
+stamp_may_be_changed(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+
+		if (TRIGGER_FOR_ROW(trigger->tgtype) && TRIGGER_FOR_BEFORE(trigger->tgtype) &&
+			(TRIGGER_FOR_INSERT(trigger->tgtype) || TRIGGER_FOR_UPDATE(trigger->tgtype)) &&
+			trigger->tgenabled != TRIGGER_DISABLED &&
+			strcmp(trigger->tgname, EC_STAMP_TRIGGER) > 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+remember_stamp(Relation rel, int64 version, FullTransactionId xid)
+{
+	StampedKey	key;
+	Stamped    *entry;
+
+	if (stamped_rows == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(StampedKey);
+		ctl.entrysize = sizeof(Stamped);
+		ctl.hcxt = TopTransactionContext;
+		stamped_rows = hash_create("ec_feed stamped rows", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.relid = RelationGetRelid(rel);
+	key.version = version;
+	entry = hash_search(stamped_rows, &key, HASH_ENTER, NULL);
+	entry->xid = xid;
+}
+
+static void
+stamp_changed(Relation rel, const char *column)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_TRIGGERED_ACTION_EXCEPTION),
+			 errmsg("a trigger of \"%s\" changed %s", RelationGetRelationName(rel), column),
+			 errdetail("ec_feed records only the version and transaction id that its trigger zz_ec_feed_stamp wrote; a BEFORE trigger that fires after it (triggers fire in name order) replaced them."),
+			 errhint("Do not assign %s in triggers, or give such triggers names that sort before zz_ec_feed_stamp.", column)));
+}
+
+/*
+ * The row about to be recorded carries the version and xid the stamp trigger
+ * wrote for it. Each remembered version is recorded once.
+ */
+static void
+check_stamped(Relation rel, const EcRowShape *shape, HeapTuple newtup)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	StampedKey	key;
+	Stamped    *entry = NULL;
+	bool		isnull;
+	FullTransactionId xid;
+
+	memset(&key, 0, sizeof(key));
+	key.relid = RelationGetRelid(rel);
+	key.version = ec_row_version(desc, shape, newtup);
+	if (stamped_rows != NULL)
+		entry = hash_search(stamped_rows, &key, HASH_FIND, NULL);
+	if (entry == NULL)
+		stamp_changed(rel, EC_VERSION_COLUMN);
+	xid = DatumGetFullTransactionId(heap_getattr(newtup, shape->xid_attnum, desc, &isnull));
+	if (isnull || !FullTransactionIdEquals(xid, entry->xid))
+		stamp_changed(rel, EC_XID_COLUMN);
+	hash_search(stamped_rows, &key, HASH_REMOVE, NULL);
+}
+
+/* Does the trigger fire in this session (see session_replication_role)? */
+static bool
+trigger_fires(const Trigger *trigger)
+{
+	if (SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA)
+		return trigger->tgenabled == TRIGGER_FIRES_ON_REPLICA ||
+			trigger->tgenabled == TRIGGER_FIRES_ALWAYS;
+	return trigger->tgenabled == TRIGGER_FIRES_ON_ORIGIN ||
+		trigger->tgenabled == TRIGGER_FIRES_ALWAYS;
+}
+
+/*
+ * ec_feed.record() writes history only as ec_feed's own AFTER row trigger on
+ * a table whose stamp trigger fires: the versions it records are then the
+ * ones ec_feed drew.
+ */
+static void
+check_record_trigger(TriggerData *trigdata)
+{
+	Relation	rel = trigdata->tg_relation;
+	TriggerDesc *trigdesc = rel->trigdesc;
+	bool		stamped = false;
+
+	if (strcmp(trigdata->tg_trigger->tgname, EC_RECORD_TRIGGER) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ec_feed.record() fired by trigger \"%s\" of \"%s\"",
+						trigdata->tg_trigger->tgname, RelationGetRelationName(rel)),
+				 errdetail("It records changes only as the trigger zz_ec_feed_record that ec_feed.track() creates."),
+				 errhint("Drop the trigger; call ec_feed.track() to record the table's changes.")));
+	for (int i = 0; trigdesc != NULL && i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *trigger = &trigdesc->triggers[i];
+		int16		type = trigger->tgtype;
+
+		if (strcmp(trigger->tgname, EC_STAMP_TRIGGER) == 0 &&
+			TRIGGER_FOR_ROW(type) && TRIGGER_FOR_BEFORE(type) &&
+			TRIGGER_FOR_INSERT(type) && TRIGGER_FOR_UPDATE(type) &&
+			trigger_fires(trigger) && ec_is_feed_function(trigger->tgfoid, "stamp"))
+			stamped = true;
+	}
+	if (!stamped)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is recorded but not stamped by ec_feed", RelationGetRelationName(rel)),
+				 errdetail("Its trigger zz_ec_feed_stamp, which draws the versions that the history records, is missing or disabled."),
+				 errhint("Call ec_feed.track() on the table again, or ALTER TABLE ... ENABLE ALWAYS TRIGGER zz_ec_feed_stamp.")));
 }
 
 /* Draw the version of the delete of this row version, to be recorded later. */
@@ -151,9 +314,7 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
-#if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("ec_feed");
-#endif
 	RegisterXactCallback(forget_pending_deletes, NULL);
 }
 
@@ -188,6 +349,13 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
 		elog(ERROR, "ec_feed.stamp() must be a BEFORE row trigger");
+	if (strcmp(trigdata->tg_trigger->tgname, EC_STAMP_TRIGGER) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ec_feed.stamp() fired by trigger \"%s\" of \"%s\"",
+						trigdata->tg_trigger->tgname, RelationGetRelationName(rel)),
+				 errdetail("It stamps rows only as the trigger zz_ec_feed_stamp that ec_feed.track() creates."),
+				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
 
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
@@ -222,6 +390,8 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 	values[0] = Int64GetDatum(ec_feed_next_version());
 	columns[1] = xid_attnum;
 	values[1] = FullTransactionIdGetDatum(xid);
+	if (stamp_may_be_changed(rel) && records_history(rel))
+		remember_stamp(rel, DatumGetInt64(values[0]), xid);
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 2, columns, values, nulls));
 }
@@ -258,12 +428,22 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	EcChange	change;
 
 	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_ROW(event))
-		elog(ERROR, "ec_feed.record() must be an AFTER row trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ec_feed.record() must be fired as an AFTER row trigger"),
+				 errdetail("It records the rows written by the statement that fired it."),
+				 errhint("ec_feed.track() installs it; do not call it directly.")));
+	check_record_trigger(trigdata);
 
 	ec_row_shape(rel, &shape, true);
+	if (!TRIGGER_FIRED_BY_DELETE(event) && stamp_may_be_changed(rel))
+		check_stamped(rel, &shape, TRIGGER_FIRED_BY_UPDATE(event) ?
+					  trigdata->tg_newtuple : trigdata->tg_trigtuple);
 	change.relid = RelationGetRelid(rel);
 	change.xid = GetTopFullTransactionId();
 	change.changed = NULL;
+	change.has_prev_version = false;
+	change.prev_version = 0;
 
 	if (TRIGGER_FIRED_BY_INSERT(event))
 	{
@@ -289,14 +469,21 @@ ec_feed_record(PG_FUNCTION_ARGS)
 			change.seq = take_delete_version(rel, oldtup);
 			change.key = ec_row_key(rel, &shape, oldtup);
 			change.data = ec_row_data(rel, &shape, oldtup);
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 			ec_history_append(&change);
 
+			/* the new key's row starts a life of its own */
 			change.op = EC_OP_INSERT;
+			change.has_prev_version = false;
 		}
 		else
 		{
 			change.op = EC_OP_UPDATE;
 			change.changed = changed_columns(desc, oldtup, newtup);
+			/* links the row's versions into a chain (conditional.c) */
+			change.has_prev_version = true;
+			change.prev_version = ec_row_version(desc, &shape, oldtup);
 		}
 		change.seq = ec_row_version(desc, &shape, newtup);
 		change.key = ec_row_key(rel, &shape, newtup);
@@ -310,6 +497,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.seq = take_delete_version(rel, oldtup);
 		change.key = ec_row_key(rel, &shape, oldtup);
 		change.data = ec_row_data(rel, &shape, oldtup);
+		change.has_prev_version = true;
+		change.prev_version = ec_row_version(desc, &shape, oldtup);
 	}
 	ec_history_append(&change);
 

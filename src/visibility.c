@@ -10,10 +10,10 @@
  * well have committed, and one below xmax may still run.
  *
  * On a hot standby the snapshot is built from the xids replayed so far
- * (KnownAssignedXids): every running xid is in subxip, xip stays empty. So
- * both lists are searched. A top-level xid is always listed itself, also
- * when the snapshot's subxid lists overflowed, so no pg_subtrans lookup is
- * needed (and the token holds only top-level xids).
+ * (KnownAssignedXids): every running xid is in subxip, xip stays empty. A
+ * top-level xid is always listed itself, also when the snapshot's subxid
+ * lists overflowed, so no pg_subtrans lookup is needed (and the token holds
+ * only top-level xids); see top_xid_running().
  *
  * ec_feed.require_visible() can wait. While it sleeps it must not hold back
  * vacuum on a primary or replay on a standby: a backend's published xmin
@@ -25,8 +25,11 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -44,9 +47,11 @@
 #include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/portal.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -79,17 +84,179 @@ xid_listed(TransactionId xid, const TransactionId *xids, int n)
 }
 
 /*
- * Is the write of transaction fxid visible in snapshot snap? The snapshot
- * must have been taken before the call: the next xid, read here, is the
- * reference for widening its 32-bit xids. Raises an error for a write that
- * will never become visible here.
+ * Is top-level transaction xid, within [xmin, xmax) of snap, listed as
+ * running in it? XidInMVCCSnapshot() without the pg_subtrans lookup, which
+ * a top-level xid never needs. On a primary xip lists every running
+ * top-level transaction; subxip holds only subtransactions, and once they
+ * overflowed (suboverflowed) it is incomplete and a registered copy does not
+ * keep it at all: subxip is NULL while subxcnt stays positive. During
+ * recovery every running xid, top-level ones included, is in subxip, and a
+ * copy keeps it even when it overflowed.
+ */
+static bool
+top_xid_running(TransactionId xid, Snapshot snap)
+{
+	if (xid_listed(xid, snap->xip, snap->xcnt))
+		return true;
+	return snap->takenDuringRecovery &&
+		xid_listed(xid, snap->subxip, snap->subxcnt);
+}
+
+/* a scan for an insert recorded under a later version gives up after this many entries */
+#define EC_VERSION_SCAN_MAX		10000
+
+typedef enum EcVersionState
+{
+	EC_VERSION_EXISTED,
+	EC_VERSION_ROLLED_BACK,
+	EC_VERSION_UNKNOWN			/* the history cannot tell */
+} EcVersionState;
+
+/*
+ * Did the history entry's writer commit? Its xmin is the token's
+ * transaction or one of its subtransactions; that transaction committed
+ * (or, with own, is ours), so this tells whether the subtransaction did.
+ * The caller holds the buffer pin, so the tuple cannot be frozen and the
+ * clog truncated under the lookup.
+ */
+static bool
+entry_committed(HeapTuple tuple, bool own)
+{
+	HeapTupleHeader htup = tuple->t_data;
+	TransactionId xmin = HeapTupleHeaderGetXmin(htup);
+
+	if (own)
+		return TransactionIdIsCurrentTransactionId(xmin);
+	if (HeapTupleHeaderXminCommitted(htup))
+		return true;
+	if (HeapTupleHeaderXminInvalid(htup))
+		return false;
+	return TransactionIdDidCommit(xmin);
+}
+
+/*
+ * Did the row version a token names exist? The token carries the top-level
+ * xid, which committed (or is ours); the version may have been written in
+ * a subtransaction that rolled back. The evidence is the version's history
+ * entry, inserted in the same subtransaction: found through the index on
+ * (xid, seq) at seq = version, its xmin tells. An insert that waited for a
+ * concurrent delete of its key is recorded under a later version than the
+ * row's (has_later_change in history.c): then an insert entry of the
+ * transaction at a later version, with the token's key hash, shows it. An
+ * aborted entry may also have been removed by vacuum already; with none of
+ * these found, the version was rolled back.
+ *
+ * Only a table that records history, for a version at or after its
+ * ec_history_since(), can tell; otherwise (and for our own transaction
+ * when the entry is not there: its AFTER trigger may not have run yet) the
+ * answer is UNKNOWN. The entries are read with SnapshotAny, aborted ones
+ * included; a rolled-back entry is one whose xmin did not commit.
+ */
+static EcVersionState
+version_state(const EcToken *token, bool own)
+{
+	Relation	rel;
+	bool		tracked;
+	bool		history = false;
+	int64		since;
+	Relation	hist;
+	TupleDesc	desc;
+	ScanKeyData skey[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	EcVersionState state = own ? EC_VERSION_UNKNOWN : EC_VERSION_ROLLED_BACK;
+	int			scanned = 0;
+	MemoryContext per_entry;
+
+	rel = try_relation_open(token->relid, AccessShareLock);
+	if (rel == NULL)
+		return EC_VERSION_UNKNOWN;
+	tracked = ec_rel_tracked(rel, &history);
+	relation_close(rel, AccessShareLock);
+	if (!tracked || !history || !ec_history_since(token->relid, &since) ||
+		token->version < since)
+		return EC_VERSION_UNKNOWN;
+
+	hist = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
+	desc = RelationGetDescr(hist);
+	ScanKeyInit(&skey[0], Anum_history_xid, BTEqualStrategyNumber, F_XID8EQ,
+				FullTransactionIdGetDatum(token->xid));
+	ScanKeyInit(&skey[1], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(token->version));
+	scan = systable_beginscan(hist, ec_feed_relid(EC_HISTORY_XID_IDX), true,
+							  SnapshotAny, 2, skey);
+	per_entry = AllocSetContextCreate(CurrentMemoryContext, "ec_feed version check",
+									  ALLOCSET_SMALL_SIZES);
+	while ((tuple = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
+		Oid			relid = DatumGetObjectId(heap_getattr(tuple, Anum_history_relid, desc, &isnull));
+		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+
+		CHECK_FOR_INTERRUPTS();
+		if (seq == token->version)
+		{
+			if (relid != token->relid)
+				state = EC_VERSION_UNKNOWN;
+			else
+				state = entry_committed(tuple, own) ? EC_VERSION_EXISTED : EC_VERSION_ROLLED_BACK;
+			break;
+		}
+		if (own)
+			break;
+		if (++scanned > EC_VERSION_SCAN_MAX)
+		{
+			state = EC_VERSION_UNKNOWN;
+			break;
+		}
+		if (op == EC_OP_INSERT && relid == token->relid && entry_committed(tuple, false))
+		{
+			MemoryContext old = MemoryContextSwitchTo(per_entry);
+			uint64		key_hash = ec_key_hash(DatumGetJsonbP(heap_getattr(tuple, Anum_history_key,
+																		   desc, &isnull)));
+
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(per_entry);
+			if (key_hash == token->key_hash)
+			{
+				state = EC_VERSION_EXISTED;
+				break;
+			}
+		}
+	}
+	systable_endscan(scan);
+	table_close(hist, AccessShareLock);
+	MemoryContextDelete(per_entry);
+	return state;
+}
+
+static void
+version_rolled_back(const EcToken *token)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("token names a write that was rolled back"),
+			 errdetail("Transaction %llu committed, but the subtransaction that wrote the row version the token names was rolled back (ROLLBACK TO SAVEPOINT, or an exception block): that version never existed.",
+					   (unsigned long long) U64FromFullTransactionId(token->xid)),
+			 errhint("Read the row again to get a current token.")));
+}
+
+/*
+ * Is the write a token names visible in snapshot snap? The snapshot must
+ * have been taken before the call: the next xid, read here, is the reference
+ * for widening its 32-bit xids. Raises an error for a write that will never
+ * become visible here: its transaction, or the subtransaction that wrote
+ * it, rolled back.
  */
 static EcWriteState
-write_state(FullTransactionId fxid, Snapshot snap)
+write_state(const EcToken *token, Snapshot snap)
 {
+	FullTransactionId fxid = token->xid;
 	TransactionId xid = XidFromFullTransactionId(fxid);
 	FullTransactionId next;
 	bool		committed;
+	bool		ancient;
 
 	/* rows that existed before tracking carry xid 0; special xids committed */
 	if (U64FromFullTransactionId(fxid) < FirstNormalTransactionId)
@@ -115,9 +282,13 @@ write_state(FullTransactionId fxid, Snapshot snap)
 				 errhint("Read the row again on this server to get a current token.")));
 	}
 
-	/* our own transaction's writes are visible to us */
+	/* our own transaction's writes are visible to us, unless rolled back to a savepoint */
 	if (FullTransactionIdEquals(fxid, GetTopFullTransactionIdIfAny()))
+	{
+		if (version_state(token, true) == EC_VERSION_ROLLED_BACK)
+			version_rolled_back(token);
 		return EC_WRITE_VISIBLE;
+	}
 
 	/*
 	 * Not finished when the snapshot was taken: at or after its xmax
@@ -127,8 +298,7 @@ write_state(FullTransactionId fxid, Snapshot snap)
 	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmax, next)))
 		return EC_WRITE_PENDING;
 	if (FullTransactionIdFollowsOrEquals(fxid, ec_widen_xid(snap->xmin, next)) &&
-		(xid_listed(xid, snap->xip, snap->xcnt) ||
-		 xid_listed(xid, snap->subxip, snap->subxcnt)))
+		top_xid_running(xid, snap))
 		return EC_WRITE_PENDING;
 
 	/*
@@ -142,10 +312,8 @@ write_state(FullTransactionId fxid, Snapshot snap)
 	 * then not recognised as such.)
 	 */
 	LWLockAcquire(XactTruncationLock, LW_SHARED);
-	if (FullTransactionIdPrecedes(fxid, ec_widen_xid(ShmemVariableCache->oldestClogXid, next)))
-		committed = true;
-	else
-		committed = TransactionIdDidCommit(xid);
+	ancient = FullTransactionIdPrecedes(fxid, ec_widen_xid(ShmemVariableCache->oldestClogXid, next));
+	committed = ancient || TransactionIdDidCommit(xid);
 	LWLockRelease(XactTruncationLock);
 
 	if (!committed)
@@ -155,14 +323,18 @@ write_state(FullTransactionId fxid, Snapshot snap)
 				 errdetail("Transaction %llu, which wrote the row version the token names, did not commit: that version never existed.",
 						   (unsigned long long) U64FromFullTransactionId(fxid)),
 				 errhint("Read the row again to get a current token.")));
+
+	/* the transaction committed; the subtransaction that wrote the version too? */
+	if (!ancient && version_state(token, false) == EC_VERSION_ROLLED_BACK)
+		version_rolled_back(token);
 	return EC_WRITE_VISIBLE;
 }
 
 /* The write's state in a snapshot taken now. */
 static EcWriteState
-write_state_now(FullTransactionId fxid)
+write_state_now(const EcToken *token)
 {
-	return write_state(fxid, GetLatestSnapshot());
+	return write_state(token, GetLatestSnapshot());
 }
 
 static bool
@@ -306,7 +478,7 @@ can_wait_without_snapshot(FunctionCallInfo fcinfo)
  * tells how long it waited.
  */
 static bool
-wait_until_visible(FullTransactionId fxid, int wait_ms, long *waited_ms)
+wait_until_visible(const EcToken *token, int wait_ms, long *waited_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
@@ -337,7 +509,7 @@ wait_until_visible(FullTransactionId fxid, int wait_ms, long *waited_ms)
 		CHECK_FOR_INTERRUPTS();
 		step = Min(step * 2, EC_WAIT_STEP_MAX_MS);
 
-		if (write_state_now(fxid) == EC_WRITE_VISIBLE)
+		if (write_state_now(token) == EC_WRITE_VISIBLE)
 		{
 			visible = true;
 			break;
@@ -363,7 +535,7 @@ ec_feed_token_status(PG_FUNCTION_ARGS)
 
 	ec_token_decode(text_to_cstring(PG_GETARG_TEXT_PP(0)), &token);
 	visible = !token_needs_check(&token) ||
-		write_state_now(token.xid) == EC_WRITE_VISIBLE;
+		write_state_now(&token) == EC_WRITE_VISIBLE;
 	PG_RETURN_TEXT_P(cstring_to_text(visible ? "visible" : "pending"));
 }
 
@@ -399,9 +571,9 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 	if (IsolationUsesXactSnapshot())
 	{
 		/* the rest of this transaction reads with its first snapshot */
-		if (write_state(token.xid, GetTransactionSnapshot()) == EC_WRITE_VISIBLE)
+		if (write_state(&token, GetTransactionSnapshot()) == EC_WRITE_VISIBLE)
 			PG_RETURN_VOID();
-		if (write_state_now(token.xid) == EC_WRITE_VISIBLE)
+		if (write_state_now(&token) == EC_WRITE_VISIBLE)
 			not_consistent("transaction_snapshot",
 						   "Retry in a new transaction: this one reads with a snapshot taken before the write became visible here.",
 						   0,
@@ -412,14 +584,14 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 					   "ec_feed.require_visible() does not wait in a REPEATABLE READ or SERIALIZABLE transaction: that transaction could not see the write anyway.");
 	}
 
-	if (write_state_now(token.xid) == EC_WRITE_VISIBLE)
+	if (write_state_now(&token) == EC_WRITE_VISIBLE)
 		PG_RETURN_VOID();
 	if (wait_ms > 0)
 	{
 		if (!can_wait_without_snapshot(fcinfo))
 			not_consistent(pending_reason(), pending_suggestion(), retry_after(0),
 						   "ec_feed.require_visible() waits only when it is a statement of its own (SELECT ec_feed.require_visible($1, $2)) in a READ COMMITTED transaction without open cursors; here it checked once.");
-		if (wait_until_visible(token.xid, wait_ms, &waited_ms))
+		if (wait_until_visible(&token, wait_ms, &waited_ms))
 			PG_RETURN_VOID();
 	}
 	not_consistent(pending_reason(), pending_suggestion(), retry_after(waited_ms),
@@ -465,49 +637,6 @@ check_key(Relation rel, const EcRowShape *shape, Jsonb *key)
 				 errhint("Pass the key as ec_feed.read() returns it.")));
 }
 
-/*
- * The query get() runs as the caller: the row by its key, as a whole-row
- * value in the table's own row type, and the key normalised to the form
- * ec_row_key() gives (so that its hash matches the token's). jsonb_to_record
- * converts the key's values as jsonb_populate_record does.
- */
-static char *
-get_query(Relation rel, const EcRowShape *shape)
-{
-	TupleDesc	desc = RelationGetDescr(rel);
-	StringInfoData q;
-
-	initStringInfo(&q);
-	appendStringInfoString(&q, "SELECT ec_feed_row, pg_catalog.jsonb_build_object(");
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		const char *name = NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname);
-
-		appendStringInfo(&q, "%s%s, ec_feed_key.%s", i > 0 ? ", " : "",
-						 quote_literal_cstr(name), quote_identifier(name));
-	}
-	appendStringInfoString(&q, ") FROM pg_catalog.jsonb_to_record($1) AS ec_feed_key(");
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, shape->key_attnums[i] - 1);
-
-		appendStringInfo(&q, "%s%s %s", i > 0 ? ", " : "",
-						 quote_identifier(NameStr(att->attname)),
-						 format_type_extended(att->atttypid, att->atttypmod,
-											  FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY));
-	}
-	appendStringInfo(&q, ") LEFT JOIN ONLY %s AS ec_feed_row ON ",
-					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-												RelationGetRelationName(rel)));
-	for (int i = 0; i < shape->nkeys; i++)
-	{
-		const char *name = quote_identifier(NameStr(TupleDescAttr(desc, shape->key_attnums[i] - 1)->attname));
-
-		appendStringInfo(&q, "%sec_feed_row.%s = ec_feed_key.%s", i > 0 ? " AND " : "", name, name);
-	}
-	return q.data;
-}
-
 static void
 token_mismatch(Relation rel)
 {
@@ -542,17 +671,11 @@ ec_feed_get(PG_FUNCTION_ARGS)
 	Relation	rel;
 	EcRowShape	shape;
 	Snapshot	snap;
-	SPIPlanPtr	plan;
-	Oid			argtypes[1] = {JSONBOID};
-	Datum		args[1];
 	Datum		values[3];
 	bool		nulls[3] = {false, true, true};
 	const char *status;
-	bool		row_null;
-	bool		key_null;
-	Datum		row;
-	Datum		key_datum;
-	HeapTupleData tuple;
+	HeapTuple	row;
+	Jsonb	   *rowkey;
 
 	ec_set_materialized_srf(fcinfo);
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
@@ -584,49 +707,32 @@ ec_feed_get(PG_FUNCTION_ARGS)
 	/*
 	 * One snapshot for the check and the read: a new one in READ COMMITTED,
 	 * the transaction's in REPEATABLE READ, whose later reads see no more.
+	 * The row is read as the caller, through the plan update_if uses to find
+	 * a row by key (conditional.c): no column name or search_path entry can
+	 * change what it reads.
 	 */
 	snap = RegisterSnapshot(GetTransactionSnapshot());
-	plan = SPI_prepare(get_query(rel, &shape), 1, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	args[0] = JsonbPGetDatum(key);
-	if (SPI_execute_snapshot(plan, args, NULL, snap, InvalidSnapshot, true, false, 2) != SPI_OK_SELECT ||
-		SPI_processed != 1)
-		elog(ERROR, "ec_feed.get() read " UINT64_FORMAT " rows for one key", SPI_processed);
-
-	row = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &row_null);
-	key_datum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &key_null);
-	if (!row_null)
-	{
-		HeapTupleHeader td = DatumGetHeapTupleHeader(row);
-
-		tuple.t_len = HeapTupleHeaderGetDatumLength(td);
-		ItemPointerSetInvalid(&tuple.t_self);
-		tuple.t_tableOid = relid;
-		tuple.t_data = td;
-	}
+	row = ec_read_row(rel, key, snap, &rowkey);
 
 	/*
 	 * The token names the row by the hash of its key as stored, which can
 	 * differ from the key asked for (say, in case under citext); for a row
 	 * that is not there, the key asked for, normalised.
 	 */
-	if (have_token &&
-		token.key_hash != ec_key_hash(row_null ? DatumGetJsonbP(key_datum) :
-									  ec_row_key(rel, &shape, &tuple)))
+	if (have_token && token.key_hash != ec_key_hash(rowkey))
 		token_mismatch(rel);
 
 	if (have_token && token_needs_check(&token) &&
-		write_state(token.xid, snap) == EC_WRITE_PENDING)
+		write_state(&token, snap) == EC_WRITE_PENDING)
 		status = "not_consistent";
-	else if (row_null)
+	else if (row == NULL)
 		status = "not_found";
 	else
 	{
 		status = "found";
-		values[1] = JsonbPGetDatum(ec_row_data(rel, &shape, &tuple));
+		values[1] = JsonbPGetDatum(ec_row_data(rel, &shape, row));
 		/* the token ec_feed.row_token() gives for this row */
-		values[2] = CStringGetTextDatum(ec_row_token_text(rel, &shape, &tuple, NULL));
+		values[2] = CStringGetTextDatum(ec_row_token_text(rel, &shape, row, rowkey));
 		nulls[1] = nulls[2] = false;
 	}
 	values[0] = CStringGetTextDatum(status);

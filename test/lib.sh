@@ -12,16 +12,32 @@
 # as the unprivileged user "postgres" (created by the postgresql-common package).
 #
 # Settings (environment):
+#   EC_PG       PostgreSQL major to test: 15 (default: the host's, Debian 12's
+#               own), 17 or 18 (in a cached Debian root of the release that
+#               ships it, made with debootstrap; as root: see test/pgroot.sh)
 #   PG_CONFIG   pg_config of the PostgreSQL to build for and test against
-#               (default /usr/lib/postgresql/15/bin/pg_config; a relocated
-#               copy of PostgreSQL works too: its binaries are used throughout)
+#               (default /usr/lib/postgresql/$EC_PG/bin/pg_config; a relocated
+#               copy of PostgreSQL works too: its binaries are used throughout;
+#               ignored for 17 and 18, which use the root's)
 #   EC_PORT     port of the throwaway cluster (socket file only, no TCP)
 #   EC_TMP      parent of the work directory (default /tmp; keep it short:
 #               Unix socket paths are limited to 107 bytes)
 #   EC_KEEP=1   keep the work directory (build copy, logs, cluster data)
 
 EC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-EC_PG_MAJOR=15
+EC_SCRIPT="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd -P)/$(basename "${BASH_SOURCE[1]}")"
+EC_HOST_PG=15			# the major Debian 12 ships
+EC_PG_MAJOR=${EC_PG:-$EC_HOST_PG}
+case "$EC_PG_MAJOR" in
+	15 | 17 | 18) ;;
+	*) printf '==> ERROR: EC_PG=%s: tested majors are 15, 17 and 18\n' "$EC_PG_MAJOR" >&2; exit 2 ;;
+esac
+# Outside its Debian root, a major the host does not ship runs in that root.
+EC_USE_ROOT=
+if [ "$EC_PG_MAJOR" != "$EC_HOST_PG" ] && [ -z "${EC_IN_ROOT:-}" ]; then
+	EC_USE_ROOT=1
+	unset PG_CONFIG
+fi
 : "${PG_CONFIG:=/usr/lib/postgresql/$EC_PG_MAJOR/bin/pg_config}"
 EC_BASE_PACKAGES=(postgresql-$EC_PG_MAJOR postgresql-server-dev-$EC_PG_MAJOR
 	postgresql-client-$EC_PG_MAJOR libipc-run-perl perl make gcc libc6-dev
@@ -226,8 +242,13 @@ ec_install() {
 	}
 }
 
-# ec_bootstrap PKG...: everything up to an installed extension.
+# ec_bootstrap PKG...: everything up to an installed extension. For a major
+# the host does not ship, the calling script instead runs again inside that
+# major's Debian root, and its exit status is ours.
 ec_bootstrap() {
+	if [ -n "$EC_USE_ROOT" ]; then
+		ec_root_run "${EC_SCRIPT#"$EC_ROOT"/}"
+	fi
 	ec_install_traps
 	ec_ensure_packages "${EC_BASE_PACKAGES[@]}" "$@"
 	ec_check_pg
@@ -281,3 +302,6 @@ ec_cluster_stop() {
 ec_psql() {
 	ec_user_run "$EC_BINDIR/psql" -X -v ON_ERROR_STOP=1 -d postgres "$@"
 }
+
+# shellcheck source=test/pgroot.sh
+. "$EC_ROOT/test/pgroot.sh"

@@ -86,7 +86,9 @@ show_file() { # show_file TITLE FILE LINES
 	head -n "$3" "$2"
 }
 
-# pg_regress (PG 15) prints one "test NAME ... ok|FAILED|failed (ignored)" line per test.
+# pg_regress prints one line per test: "test NAME ... ok|FAILED|failed (ignored)"
+# up to 15, TAP lines "ok N - NAME" / "not ok N - NAME" ("+" in a parallel
+# group) from 16 on.
 suite_pg_regress() { # NAME KIND FILES_GLOB_DIR EXT OUTDIR MAKEVARS...
 	local name=$1 dir=$2 ext=$3 diffs=$4
 	shift 4
@@ -99,8 +101,8 @@ suite_pg_regress() { # NAME KIND FILES_GLOB_DIR EXT OUTDIR MAKEVARS...
 	ec_log "$name: $n tests from $dir"
 	run_make_installcheck "$log" "$@"
 	rc=$?
-	passed=$(count_lines '^(test +)?[^ ]+ +\.\.\. ok( |$)' "$log")
-	failed=$(count_lines '^(test +)?[^ ]+ +\.\.\. (FAILED|failed)' "$log")
+	passed=$(count_lines '^(test +)?[^ ]+ +\.\.\. ok( |$)|^ok +[0-9]+ +[-+] ' "$log")
+	failed=$(count_lines '^(test +)?[^ ]+ +\.\.\. (FAILED|failed)|^not ok +[0-9]+ +[-+] ' "$log")
 	if ! record "$name" "$n" "$passed" "$failed" "$rc"; then
 		show_file "$name diffs" "$EC_SRC/$diffs" 400
 	fi

@@ -4,29 +4,37 @@
 # run, conditions interleaved; medians and ratios.
 #
 # Usage (as root, after `make install`): bash test/bench/write_path.sh [seconds]
+#   KEY=timestamptz  the primary key's type (default bigint); timestamptz
+#                    keys take the canonical-key path of ec_row_key()
 set -euo pipefail
+key=${KEY:-bigint}
+case $key in
+	bigint) kexpr() { echo "$1"; } ;;
+	timestamptz) kexpr() { echo "('2000-01-01 00:00+00'::timestamptz + ($1) * interval '1 second')"; } ;;
+	*) echo "KEY must be bigint or timestamptz" >&2; exit 2 ;;
+esac
 secs=${1:-5}
 reps=${REPS:-3}
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 # commits are not what is measured: no fsync wait
 bench_cluster wp 5602 -c synchronous_commit=off
 
-psql -d postgres <<'SQL'
+psql -d postgres <<SQL
 CREATE EXTENSION ec_feed;
 -- same columns: the untracked table carries ec_version/ec_xid too
-CREATE TABLE plain (id bigint PRIMARY KEY, name text, qty int, note text,
+CREATE TABLE plain (id $key PRIMARY KEY, name text, qty int, note text,
 					ec_version bigint NOT NULL DEFAULT 0, ec_xid xid8 NOT NULL DEFAULT '0');
-CREATE TABLE tracked (id bigint PRIMARY KEY, name text, qty int, note text);
+CREATE TABLE tracked (id $key PRIMARY KEY, name text, qty int, note text);
 SELECT ec_feed.track('tracked');
-INSERT INTO plain (id, name, qty, note) SELECT g, 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
-INSERT INTO tracked (id, name, qty, note) SELECT g, 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
+INSERT INTO plain (id, name, qty, note) SELECT $(kexpr g), 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
+INSERT INTO tracked (id, name, qty, note) SELECT $(kexpr g), 'name ' || g, g, repeat('x', 100) FROM generate_series(1, 10000) g;
 CREATE SEQUENCE ids START 100000;
 VACUUM ANALYZE;
 SQL
 
 for t in plain tracked; do
-	echo "INSERT INTO $t (id, name, qty, note) VALUES (nextval('ids'), 'new', 1, repeat('y', 100));" > "$dir/insert_$t.sql"
-	printf '%s\n' '\set id random(1, 10000)' "UPDATE $t SET qty = qty + 1 WHERE id = :id;" > "$dir/update_$t.sql"
+	echo "INSERT INTO $t (id, name, qty, note) VALUES ($(kexpr "nextval('ids')"), 'new', 1, repeat('y', 100));" > "$dir/insert_$t.sql"
+	printf '%s\n' '\set id random(1, 10000)' "UPDATE $t SET qty = qty + 1 WHERE id = $(kexpr :id);" > "$dir/update_$t.sql"
 done
 chown postgres "$dir"/*.sql
 
