@@ -24,6 +24,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "rowaccess.h"
 #include "token.h"
 
 #define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
@@ -247,10 +248,14 @@ ec_feed_token(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	Jsonb	   *key = PG_GETARG_JSONB_P(1);
 	Relation	rel;
-	char	   *token;
+	EcRowShape	shape;
+	HeapTuple	row;
+	char	   *token = NULL;
 
 	rel = ec_open_tracked(relid, AccessShareLock, NULL);
-	token = ec_current_token(rel, key);
+	row = ec_read_token_row(rel, key, &shape);
+	if (row != NULL)
+		token = ec_row_token_text(rel, &shape, row, NULL);
 	relation_close(rel, NoLock);
 
 	if (token == NULL)

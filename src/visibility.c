@@ -60,6 +60,7 @@
 
 #include "compat.h"
 #include "ec_feed.h"
+#include "rowaccess.h"
 #include "token.h"
 
 /* the wait polls in steps growing from 1 ms to this */
@@ -708,7 +709,7 @@ ec_feed_get(PG_FUNCTION_ARGS)
 	 * One snapshot for the check and the read: a new one in READ COMMITTED,
 	 * the transaction's in REPEATABLE READ, whose later reads see no more.
 	 * The row is read as the caller, through the plan update_if uses to find
-	 * a row by key (conditional.c): no column name or search_path entry can
+	 * a row by key (rowaccess.c): no column name or search_path entry can
 	 * change what it reads.
 	 */
 	snap = RegisterSnapshot(GetTransactionSnapshot());

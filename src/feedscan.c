@@ -1,0 +1,444 @@
+/*
+ * feedscan.c
+ *		The delta of the change feed between two marks, read from
+ *		ec_feed.history for ec_feed.read() (feed.c).
+ *
+ * A cursor holds a mark `prev` whose changes the consumer has read. The next
+ * delta is every change whose transaction is visible at a newer mark `cur`
+ * but was not at `prev`, returned in version (seq) order, which per row is
+ * lock order and so commit order (G3). From the readings of a mark (mark.c),
+ * the delta prev -> cur is the merge, by seq, of
+ *	(a) the rows of each transaction open at prev and visible at cur, read
+ *		through the index on (xid, seq); few, bounded by concurrency;
+ *	(b) the rows with seq in (prev.lo, cur.hi] whose xid is >= prev.nxt and
+ *		visible at cur, read through the primary key on seq, or, when rels
+ *		names the tables, through the index on (relid, seq), one scan per
+ *		table, so that other tables' changes cost nothing.
+ * Nothing depends on the size of the history or on the age of the oldest open
+ * transaction (G4); an open transaction hides only its own rows (G2); all
+ * rows of a transaction enter the same delta (G5) and exactly one (G1).
+ *
+ * The history is read with a snapshot taken after cur, so rows of aborted
+ * transactions and rolled-back subtransactions are invisible; the stored
+ * top-level xid is then tested against cur's snapshot. Rows of tables the
+ * caller may not read as a whole are skipped (rel_allowed).
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/tableam.h"
+#include "access/transam.h"
+#include "lib/binaryheap.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+#include "utils/xid8.h"
+
+#include "compat.h"
+#include "ec_feed.h"
+#include "feed.h"
+
+/*
+ * May the caller use the table's schema? A plain SELECT needs USAGE on it
+ * as well as SELECT on the table.
+ */
+bool
+ec_caller_may_use_schema(Oid relid)
+{
+	Oid			nspid = get_rel_namespace(relid);
+
+	return OidIsValid(nspid) &&
+		pg_namespace_aclcheck(nspid, GetUserId(), ACL_USAGE) == ACLCHECK_OK;
+}
+
+/* May the caller read the whole table, as a plain SELECT, without row-level security? */
+static bool
+caller_may_read(Oid relid)
+{
+	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) &&
+		ec_caller_may_use_schema(relid) &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+}
+
+static bool
+rel_allowed(FeedScan *fs, Oid relid)
+{
+	bool		found;
+	AllowedRel *entry = hash_search(fs->allowed, &relid,
+									fs->rels_given ? HASH_FIND : HASH_ENTER, &found);
+
+	if (fs->rels_given)
+		return found;
+	if (!found)
+		entry->allowed = caller_may_read(relid);
+	return entry->allowed;
+}
+
+static int
+compare_streams(Datum a, Datum b, void *arg)
+{
+	int64		x = ((FeedStream *) DatumGetPointer(a))->seq;
+	int64		y = ((FeedStream *) DatumGetPointer(b))->seq;
+
+	/* binaryheap keeps the largest first; we want the smallest seq */
+	return (x < y) - (x > y);
+}
+
+static void
+begin_scan(FeedScan *fs, OpenScan *os, Relation index, int nkeys)
+{
+	os->scan = index_beginscan(fs->history, index, fs->snapshot, nkeys, 0);
+	os->slot = table_slot_create(fs->history, NULL);
+}
+
+static void
+end_scan(OpenScan *os)
+{
+	if (os->scan == NULL)
+		return;
+	index_endscan(os->scan);
+	ExecDropSingleTupleTableSlot(os->slot);
+	os->scan = NULL;
+}
+
+/* Position an (a) stream's scan before its first row with seq > after. */
+static void
+position_xid(FeedScan *fs, OpenScan *os, uint64 xid, int64 after)
+{
+	ScanKeyData keys[2];
+
+	if (os->scan == NULL)
+		begin_scan(fs, os, fs->xid_index, 2);
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(xid)));
+	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+	index_rescan(os->scan, keys, 2, NULL, 0);
+}
+
+/* Advance to the stream's next row that belongs in the delta; false at its end. */
+static bool
+stream_next(FeedScan *fs, FeedStream *stream)
+{
+	const EcCursor *cursor = fs->cursor;
+	TupleTableSlot *slot = stream->open->slot;
+
+	while (index_getnext_slot(stream->open->scan, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		int64		seq = DatumGetInt64(slot_getattr(slot, Anum_history_seq, &isnull));
+		Oid			relid;
+
+		CHECK_FOR_INTERRUPTS();
+		if (stream->is_range)
+		{
+			uint64		xid;
+
+			if (seq > cursor->cur.hi)
+				return false;
+			xid = U64FromFullTransactionId(DatumGetFullTransactionId(
+																	 slot_getattr(slot, Anum_history_xid, &isnull)));
+			/* older transactions are in an earlier delta or in an (a) stream */
+			if (xid < cursor->prev.nxt || !ec_mark_sees(&cursor->cur, xid))
+				continue;
+		}
+		relid = DatumGetObjectId(slot_getattr(slot, Anum_history_relid, &isnull));
+		if (!rel_allowed(fs, relid))
+			continue;
+		stream->seq = seq;
+		return true;
+	}
+	return false;
+}
+
+/* The seq of transaction xid's first row in the delta after `after`, if any. */
+static bool
+probe_xid(FeedScan *fs, uint64 xid, int64 after, int64 *seq)
+{
+	FeedStream	probe = {false, xid, 0, &fs->probe};
+
+	position_xid(fs, &fs->probe, xid, after);
+	if (!stream_next(fs, &probe))
+		return false;
+	*seq = probe.seq;
+	return true;
+}
+
+/*
+ * The smallest xid in [from, to) that has a row visible to the scan's
+ * snapshot, with that row's seq and table. One index descent, however many
+ * xids of the range have no rows.
+ */
+static bool
+seek_xid(FeedScan *fs, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid)
+{
+	OpenScan   *os = &fs->seek;
+	ScanKeyData keys[2];
+	bool		isnull;
+
+	if (os->scan == NULL)
+		begin_scan(fs, os, fs->xid_index, 2);
+	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_XID8GE,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
+	ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_XID8LT,
+				FullTransactionIdGetDatum(FullTransactionIdFromU64(to)));
+	index_rescan(os->scan, keys, 2, NULL, 0);
+	if (!index_getnext_slot(os->scan, ForwardScanDirection, os->slot))
+		return false;
+	*xid = U64FromFullTransactionId(DatumGetFullTransactionId(
+															  slot_getattr(os->slot, Anum_history_xid, &isnull)));
+	*seq = DatumGetInt64(slot_getattr(os->slot, Anum_history_seq, &isnull));
+	*relid = DatumGetObjectId(slot_getattr(os->slot, Anum_history_relid, &isnull));
+	return true;
+}
+
+/* Lend a scan of the pool to a parked stream: a free one, or the least recently used. */
+static void
+unpark(FeedScan *fs, FeedStream *stream)
+{
+	OpenScan   *os = &fs->pool[0];
+
+	for (int i = 0; i < FEED_OPEN_SCANS; i++)
+	{
+		if (fs->pool[i].owner == NULL)
+		{
+			os = &fs->pool[i];
+			break;
+		}
+		if (fs->pool[i].used < os->used)
+			os = &fs->pool[i];
+	}
+	if (os->owner != NULL)
+		os->owner->open = NULL; /* parked at its next row, os->owner->seq */
+	os->owner = stream;
+	stream->open = os;
+	position_xid(fs, os, stream->xid, stream->seq - 1);
+}
+
+/* The candidates for (a) streams, parked; grows by doubling. */
+typedef struct Candidates
+{
+	FeedStream *items;
+	int			n;
+	int			size;
+} Candidates;
+
+static void
+add_candidate(Candidates *c, uint64 xid, int64 seq)
+{
+	if (c->n == c->size)
+	{
+		c->size *= 2;
+		c->items = repalloc_huge(c->items, sizeof(FeedStream) * c->size);
+	}
+	c->items[c->n].is_range = false;
+	c->items[c->n].xid = xid;
+	c->items[c->n].seq = seq;
+	c->items[c->n].open = NULL;
+	c->n++;
+}
+
+/*
+ * The transactions open at prev and visible at cur that have rows after
+ * cursor->last, each with the seq of its first such row. Only xids visible
+ * at cur are looked at: rows of transactions still open are never read. The
+ * xids of prev's xip are probed one by one (the cursor holds each); the
+ * range [prev.xmax, prev.nxt) is searched by index descents that skip xids
+ * without rows, so its width costs nothing.
+ */
+static void
+find_candidates(FeedScan *fs, Candidates *c)
+{
+	const EcCursor *cursor = fs->cursor;
+	const EcMark *prev = &cursor->prev;
+	const EcMark *cur = &cursor->cur;
+	uint64		from = prev->xmax;
+	uint64		end = Min(prev->nxt, cur->xmax);	/* cur sees none from cur.xmax on */
+	int			j = 0;
+
+	for (int i = 0; i < prev->nxip; i++)
+	{
+		int64		seq;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ec_mark_sees(cur, prev->xip[i]) &&
+			probe_xid(fs, prev->xip[i], cursor->last, &seq))
+			add_candidate(c, prev->xip[i], seq);
+	}
+
+	/* [prev.xmax, end) in segments between the xids open at cur */
+	while (j < cur->nxip && cur->xip[j] < from)
+		j++;
+	while (from < end)
+	{
+		uint64		to = (j < cur->nxip && cur->xip[j] < end) ? cur->xip[j] : end;
+		uint64		xid;
+		int64		seq;
+		Oid			relid;
+
+		while (from < to && seek_xid(fs, from, to, &xid, &seq, &relid))
+		{
+			CHECK_FOR_INTERRUPTS();
+			/* the first row of xid, unless it was read already or is filtered */
+			if (seq > cursor->last && rel_allowed(fs, relid))
+				add_candidate(c, xid, seq);
+			else if (probe_xid(fs, xid, cursor->last, &seq))
+				add_candidate(c, xid, seq);
+			from = xid + 1;
+		}
+		from = to + 1;			/* past the xid open at cur */
+		j++;
+	}
+}
+
+static text *
+op_text(char op)
+{
+	switch (op)
+	{
+		case EC_OP_INSERT:
+			return cstring_to_text("insert");
+		case EC_OP_UPDATE:
+			return cstring_to_text("update");
+		case EC_OP_DELETE:
+			return cstring_to_text("delete");
+	}
+	elog(ERROR, "unexpected op \"%c\" in ec_feed.history", op);
+	return NULL;				/* keep compiler quiet */
+}
+
+static void
+emit_change(FeedScan *fs, TupleTableSlot *slot)
+{
+	Datum		values[FEED_COLUMNS];
+	bool		nulls[FEED_COLUMNS] = {false};
+	bool		isnull;
+	MemoryContext old = MemoryContextSwitchTo(fs->row_context);
+
+	values[0] = CStringGetTextDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
+	values[1] = PointerGetDatum(op_text(DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull))));
+	values[2] = slot_getattr(slot, Anum_history_relid, &isnull);
+	values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
+	values[4] = slot_getattr(slot, Anum_history_seq, &isnull);
+	values[5] = slot_getattr(slot, Anum_history_xid, &isnull);
+	values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_data, &isnull)));
+	values[7] = slot_getattr(slot, Anum_history_changed, &nulls[7]);
+	if (!nulls[7])
+		values[7] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[7]));
+	tuplestore_putvalues(fs->store, fs->desc, values, nulls);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(fs->row_context);
+}
+
+/*
+ * Return up to limit rows of the delta prev -> cur after cursor->last, in seq
+ * order. Returns how many; *drained says whether the delta is finished.
+ */
+int64
+ec_scan_delta(FeedScan *fs, int64 limit, bool *drained)
+{
+	EcCursor   *cursor = fs->cursor;
+	Candidates	c;
+	FeedStream *ranges = palloc(sizeof(FeedStream) * fs->nranges);
+	binaryheap *heap;
+	int64		emitted = 0;
+	int64		after = Max(cursor->prev.lo, cursor->last);
+
+	memset(fs->pool, 0, sizeof(fs->pool));
+	memset(&fs->probe, 0, sizeof(OpenScan));
+	memset(&fs->seek, 0, sizeof(OpenScan));
+	fs->clock = 0;
+
+	c.n = 0;
+	c.size = 16;
+	c.items = palloc(sizeof(FeedStream) * c.size);
+	find_candidates(fs, &c);
+	end_scan(&fs->probe);
+	end_scan(&fs->seek);
+
+	heap = binaryheap_allocate(c.n + fs->nranges, compare_streams, NULL);
+	for (int i = 0; i < c.n; i++)
+		binaryheap_add_unordered(heap, PointerGetDatum(&c.items[i]));
+
+	/*
+	 * (b): with rels, one scan of each table's changes by version, so that
+	 * other tables' changes in the range cost nothing; else one scan of all.
+	 */
+	for (int i = 0; i < fs->nranges; i++)
+	{
+		ScanKeyData keys[2];
+		OpenScan   *os = &fs->ranges[i];
+
+		ranges[i].is_range = true;
+		ranges[i].xid = 0;
+		ranges[i].open = os;
+		if (fs->range_rels != NULL)
+		{
+			begin_scan(fs, os, fs->rel_index, 2);
+			ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+						ObjectIdGetDatum(fs->range_rels[i]));
+			ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+			index_rescan(os->scan, keys, 2, NULL, 0);
+		}
+		else
+		{
+			begin_scan(fs, os, fs->seq_index, 1);
+			ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+			index_rescan(os->scan, keys, 1, NULL, 0);
+		}
+		if (stream_next(fs, &ranges[i]))
+			binaryheap_add_unordered(heap, PointerGetDatum(&ranges[i]));
+	}
+	binaryheap_build(heap);
+	ec_cursor_rows_begin(&fs->row_cursors, cursor);
+
+	while (emitted < limit && !binaryheap_empty(heap))
+	{
+		FeedStream *stream = (FeedStream *) DatumGetPointer(binaryheap_first(heap));
+
+		if (stream->open == NULL)
+		{
+			int64		seq = stream->seq;
+
+			unpark(fs, stream);
+			if (!stream_next(fs, stream))
+				elog(ERROR, "ec_feed: row %lld of transaction %llu is gone from the history",
+					 (long long) seq, (unsigned long long) stream->xid);
+			if (stream->seq != seq)
+				elog(ERROR, "ec_feed: row %lld of transaction %llu moved in the history",
+					 (long long) seq, (unsigned long long) stream->xid);
+		}
+		stream->open->used = ++fs->clock;
+		cursor->last = stream->seq;
+		emit_change(fs, stream->open->slot);
+		emitted++;
+		if (stream_next(fs, stream))
+			binaryheap_replace_first(heap, PointerGetDatum(stream));
+		else
+		{
+			binaryheap_remove_first(heap);
+			if (!stream->is_range)
+				stream->open->owner = NULL;
+			stream->open = NULL;
+		}
+	}
+
+	pfree(fs->row_cursors.raw.data);
+	pfree(fs->row_cursors.prefix_text.data);
+	*drained = binaryheap_empty(heap);
+	binaryheap_free(heap);
+	for (int i = 0; i < FEED_OPEN_SCANS; i++)
+		end_scan(&fs->pool[i]);
+	for (int i = 0; i < fs->nranges; i++)
+		end_scan(&fs->ranges[i]);
+	pfree(ranges);
+	pfree(c.items);
+	return emitted;
+}

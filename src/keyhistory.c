@@ -1,0 +1,214 @@
+/*
+ * keyhistory.c
+ *		The history of one key after a token's version, as the conditional
+ *		writes read it: what changed since the token, and whether the row was
+ *		deleted since.
+ *
+ * A stale token merges only when the history proves it saw every version of
+ * the row since the token (history_since and the chain of prev versions, see
+ * ec_changed_since()).
+ *
+ * The history is read with the index access method, not as the caller, who
+ * may have no privilege on ec_feed.history. It is read only for the row the
+ * caller has just locked, or, to tell deleted from not_found, when the caller
+ * may read the whole table anyway (SELECT privilege and no row-level security
+ * in effect), so it never reveals a row the caller could not see.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+
+#include "ec_feed.h"
+#include "keyhistory.h"
+#include "rowaccess.h"
+
+typedef struct HistorySince
+{
+	bool		has_token_version;	/* an entry at the token's version is retained */
+	bool		chained;		/* each later entry follows the one before it */
+	int64		last;			/* the newest entry's version, 0 if none */
+	bool		replaced;		/* deleted (and maybe inserted again) since */
+	bool		deleted;		/* a delete since the token */
+	List	   *changed;		/* names from the updates' changed, no duplicates */
+} HistorySince;
+
+static void
+add_name(List **names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, *names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return;
+	*names = lappend(*names, pstrdup(name));
+}
+
+/*
+ * The entries of one key from the token's version on. They are chained when
+ * each update or delete names as its prev the version of the entry before it,
+ * and an insert follows only a delete (the row was replaced): then no version
+ * of the row between the token's and the last entry's went unrecorded. A
+ * change made while nothing recorded it (history off, trigger disabled) leaves
+ * a version no entry has, so the next entry's prev matches nothing.
+ */
+static void
+history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
+{
+	Relation	history;
+	SysScanDesc scan;
+	ScanKeyData skey[3];
+	Snapshot	snapshot;
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	char		prev_op = '\0';	/* op of the entry before */
+	int64		expect = version;	/* its version: the next entry's prev */
+
+	memset(hs, 0, sizeof(HistorySince));
+	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
+	desc = RelationGetDescr(history);
+	/* after the row lock: sees every committed change of the row, and our own */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
+				JsonbPGetDatum(key));
+	ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(version));
+	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
+							  snapshot, 3, skey);
+	/* entries written before 0.2.0's upgrade script ran name no prev */
+	hs->chained = desc->natts >= Anum_history_prev_version;
+	while ((tuple = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
+		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		Datum		prev = 0;
+		bool		prev_null = true;
+		Datum		changed;
+
+		CHECK_FOR_INTERRUPTS();
+		if (desc->natts >= Anum_history_prev_version)
+			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
+		if (seq == version)
+		{
+			hs->has_token_version = true;
+			prev_op = op;
+			continue;
+		}
+		if (op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
+			prev_null || DatumGetInt64(prev) != expect)
+			hs->chained = false;
+		prev_op = op;
+		expect = seq;
+		hs->last = seq;
+		if (op == EC_OP_UPDATE)
+		{
+			changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
+			if (!isnull)
+			{
+				Datum	   *names;
+				int			n;
+
+				deconstruct_array(DatumGetArrayTypeP(changed), TEXTOID, -1, false,
+								  TYPALIGN_INT, &names, NULL, &n);
+				for (int i = 0; i < n; i++)
+					add_name(&hs->changed, TextDatumGetCString(names[i]));
+			}
+		}
+		else
+		{
+			hs->replaced = true;
+			if (op == EC_OP_DELETE)
+				hs->deleted = true;
+		}
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(history, AccessShareLock);
+}
+
+/*
+ * The columns changed since the token, in the table's column order (names the
+ * table no longer has last), or NIL with *known false when the history cannot
+ * prove it saw every version of the row from the token's to the current one:
+ * the token's version is older than the table's history (history_since: not
+ * recorded then, or the table's schema changed since), pruned, never
+ * committed, or the chain of versions has a hole. A row replaced since the
+ * token (deleted and inserted again) has every column changed, key columns
+ * too: a table of key columns only would otherwise show nothing changed.
+ */
+List *
+ec_changed_since(Relation rel, bool history_on, Jsonb *key,
+			  int64 token_version, int64 current_version, bool *known)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	HistorySince hs;
+	int64		since;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	*known = false;
+	if (!history_on || token_version > current_version)
+		return NIL;
+	/* read after the row lock: a track() or ALTER TABLE before it is seen */
+	if (!ec_history_since(RelationGetRelid(rel), &since) || token_version < since)
+		return NIL;
+	history_since(RelationGetRelid(rel), key, token_version, &hs);
+	if (!hs.has_token_version || !hs.chained || hs.last != current_version)
+		return NIL;
+	*known = true;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		bool		listed = hs.replaced;
+
+		if (att->attisdropped || ec_is_managed_column(name))
+			continue;
+		foreach(lc, hs.changed)
+			if (!listed && strcmp(lfirst(lc), name) == 0)
+				listed = true;
+		if (listed)
+			result = lappend(result, pstrdup(name));
+	}
+	foreach(lc, hs.changed)
+		if (ec_find_column(desc, lfirst(lc)) == InvalidAttrNumber)
+			result = lappend(result, lfirst(lc));
+	return result;
+}
+
+/*
+ * Without a row to lock, may the history say whether it was deleted? Only if
+ * the caller could read any row of the table, so no hidden row is revealed.
+ */
+static bool
+may_read_whole_table(Oid relid)
+{
+	return pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+}
+
+bool
+ec_deleted_since(Relation rel, bool history_on, Jsonb *key, int64 token_version)
+{
+	HistorySince hs;
+
+	if (!history_on || !may_read_whole_table(RelationGetRelid(rel)))
+		return false;
+	history_since(RelationGetRelid(rel), key, token_version, &hs);
+	return hs.deleted;
+}
