@@ -1268,7 +1268,7 @@ note "statements that succeeded, by kind: " . join(', ', map { "$_ $opok{$_}" } 
 diag "040_feed_model figures: $figures" if $ENV{EC_MODEL_FIGURES};
 
 # the run must have exercised what it checks
-cmp_ok($stats{'ended: commit'} // 0, '>=', 100, 'transactions committed');
+cmp_ok($stats{'ended: commit'} // 0, '>=', 2 * $seconds, 'transactions committed');
 cmp_ok(($stats{'ended: commit prepared'} // 0), '>', 0, 'prepared transactions committed later');
 cmp_ok($epoch, '>', 0, 'crashes');
 cmp_ok($stats{long_committed} // 0, '>', 0, 'long transactions committed');
@@ -1278,7 +1278,7 @@ for my $op (qw(upsert merge copy keychange delete_reinsert_1stmt reinsert tree_i
 {
 	cmp_ok($opok{$op} // 0, '>', 0, "$op statements succeeded");
 }
-cmp_ok($ca->{delivered}, '>=', 1000, 'changes delivered');
+cmp_ok($ca->{delivered}, '>=', 15 * $seconds, 'changes delivered');
 
 for my $cat (@CATEGORIES)
 {
