@@ -225,9 +225,9 @@ my $seed = $ENV{EC_MODEL_SEED} || ((int(time() * 1000) ^ ($$ << 8)) % 1000000000
 srand($seed);
 my $repro = "EC_MODEL_SEED=$seed EC_MODEL_SECONDS=$seconds";
 my $repro_cmd =
-  "$repro make installcheck REGRESS= ISOLATION= PROVE_TESTS=test/t/040_feed_model.pl "
+  "$repro make installcheck REGRESS= ISOLATION= PROVE_TESTS=test/t/045_feed_model.pl "
   . "(extension installed; or $repro EC_SUITES=tap bash test/run_all.sh)";
-diag "040_feed_model: seed $seed, $seconds s; reproduce the choices with $repro";
+diag "045_feed_model: seed $seed, $seconds s; reproduce the choices with $repro";
 
 my $node = PostgreSQL::Test::Cluster->new('model');
 $node->init;
@@ -1265,7 +1265,7 @@ my $figures = sprintf
 note $figures;
 note "profile: " . join(', ', map { sprintf "%s %.1f s", $_, $Sess::prof{$_} } sort keys %Sess::prof);
 note "statements that succeeded, by kind: " . join(', ', map { "$_ $opok{$_}" } sort keys %opok);
-diag "040_feed_model figures: $figures" if $ENV{EC_MODEL_FIGURES};
+diag "045_feed_model figures: $figures" if $ENV{EC_MODEL_FIGURES};
 
 # the run must have exercised what it checks
 cmp_ok($stats{'ended: commit'} // 0, '>=', 2 * $seconds, 'transactions committed');
@@ -1287,7 +1287,7 @@ for my $cat (@CATEGORIES)
 if (@fail_msgs)
 {
 	diag $_ for @fail_msgs;
-	diag "040_feed_model figures: $figures";
+	diag "045_feed_model figures: $figures";
 	diag "reproduce the random choices (not their timing): $repro_cmd";
 }
 
