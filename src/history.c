@@ -21,6 +21,7 @@
 #include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/xid8.h"
 
@@ -37,12 +38,15 @@
  * is then recorded under a fresh version, so that the feed returns the key's
  * changes in the order they were made (G3). The deleter has committed (else
  * the unique check would still wait or have failed), so SnapshotSelf sees its
- * change.
+ * change. (The stamp trigger waits for such deleters before it draws, so this
+ * is left for a delete that began in the short window after that wait.)
  *
  * The inserting transaction's own later changes of the key (an AFTER trigger
  * that updates or deletes the new row, fired before this record trigger) do
  * not count: they drew their versions after the insert, in the order they
- * were made, so the insert's own version already orders them.
+ * were made, so the insert's own version already orders them. But when both
+ * exist, no fresh version can go between the other's delete and our own
+ * later change: the transaction must be retried (serialization failure).
  */
 static bool
 has_later_change(Relation history, const EcChange *change)
@@ -51,25 +55,38 @@ has_later_change(Relation history, const EcChange *change)
 	IndexScanDesc scan;
 	ScanKeyData keys[3];
 	TupleTableSlot *slot = table_slot_create(history, NULL);
-	bool		found = false;
+	bool		other_later = false;
+	bool		own_later = false;
 
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
 	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
 	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
 	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
 	index_rescan(scan, keys, 3, NULL, 0);
-	while (!found && index_getnext_slot(scan, ForwardScanDirection, slot))
+	while (!(other_later && own_later) &&
+		   index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		bool		isnull;
 		FullTransactionId writer;
 
 		writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
-		found = !FullTransactionIdEquals(writer, change->xid);
+		if (FullTransactionIdEquals(writer, change->xid))
+			own_later = true;
+		else
+			other_later = true;
 	}
 	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, AccessShareLock);
-	return found;
+
+	if (other_later && own_later)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not record the insert into \"%s\" in the order of its key's changes",
+						get_rel_name(change->relid)),
+				 errdetail("A concurrent transaction changed the key after this insert drew its version, and this transaction changed the new row since; no version orders the three."),
+				 errhint("Retry the transaction.")));
+	return other_later;
 }
 
 /* Record a change; an insert may get a fresh version (see has_later_change). */
