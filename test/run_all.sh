@@ -12,7 +12,7 @@
 # Settings: see test/lib.sh (PG_CONFIG, EC_PORT, EC_TMP, EC_KEEP), and
 #   EC_SUITES              suites to run (default "regress isolation tap")
 #   EC_REQUIRE_SUITES=1    a suite without any test fails the run
-#   EC_SUITE_TIMEOUT       seconds per suite before it is killed (default 300)
+#   EC_SUITE_TIMEOUT       seconds per suite before it is killed (default 900)
 set -uo pipefail
 
 # shellcheck source=test/lib.sh
@@ -20,7 +20,7 @@ set -uo pipefail
 
 START_TIME=$(date +%s)
 SUITES=${EC_SUITES:-regress isolation tap}
-SUITE_TIMEOUT=${EC_SUITE_TIMEOUT:-300}
+SUITE_TIMEOUT=${EC_SUITE_TIMEOUT:-900}
 TOTAL_PASSED=0
 TOTAL_FAILED=0
 FAILED_SUITES=()
