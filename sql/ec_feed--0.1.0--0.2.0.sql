@@ -52,8 +52,75 @@ ALTER TABLE ec_feed.tracked_rel
 -- history_since anyway.
 ALTER TABLE ec_feed.history ADD COLUMN prev_version bigint;
 
+-- Does the table carry ec_version while ec_feed does not keep it, i.e. while
+-- it is not registered or has no stamp trigger? Its rows may then have been
+-- written unstamped: untracked with drop_columns => false (an UPDATE keeps
+-- the version, an INSERT gets 0), columns made by hand, a table restored
+-- without its registration, the stamp trigger dropped by hand.
+CREATE FUNCTION ec_feed._unstamped(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (SELECT 1 FROM pg_attribute a
+				   WHERE a.attrelid = rel AND a.attname = 'ec_version' AND NOT a.attisdropped)
+	   AND (NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel t WHERE t.relid = rel)
+			OR NOT EXISTS (SELECT 1 FROM pg_trigger g
+						   WHERE g.tgrelid = rel AND g.tgname = 'zz_ec_feed_stamp'));
+$$;
+
+-- Gives every row of such a table a fresh version (and this transaction as
+-- its writer), so that no token read before names a version a row still
+-- has. It is no change of the data: the table's own triggers and UPDATE
+-- rules are held back for the statement and then put back exactly as they
+-- were (ENABLE, REPLICA or ALWAYS; disabled ones stay disabled), nothing is
+-- recorded, and a FORCE ROW LEVEL SECURITY is lifted for it, so that the
+-- owner's UPDATE reaches every row. Internal triggers stay: the foreign keys'
+-- do no work, as no key changes. Runs as track()'s caller, the owner, before
+-- ec_feed's triggers exist; ALTER TABLE keeps other sessions out until the
+-- transaction ends, which also undoes everything if the UPDATE fails.
+CREATE FUNCTION ec_feed._renumber(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	hold text[];
+	restore text[];
+BEGIN
+	SELECT coalesce(array_agg(h.hold ORDER BY h.ord, h.name), '{}'),
+		   coalesce(array_agg(h.restore ORDER BY h.ord, h.name), '{}')
+	INTO hold, restore
+	FROM (SELECT 1 AS ord, g.tgname AS name,
+				 format('DISABLE TRIGGER %I', g.tgname) AS hold,
+				 format('ENABLE %sTRIGGER %I',
+						CASE g.tgenabled WHEN 'R' THEN 'REPLICA ' WHEN 'A' THEN 'ALWAYS ' ELSE '' END,
+						g.tgname) AS restore
+		  FROM pg_trigger g
+		  WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+		  UNION ALL
+		  SELECT 2, r.rulename, format('DISABLE RULE %I', r.rulename),
+				 format('ENABLE %sRULE %I',
+						CASE r.ev_enabled WHEN 'R' THEN 'REPLICA ' WHEN 'A' THEN 'ALWAYS ' ELSE '' END,
+						r.rulename)
+		  FROM pg_rewrite r
+		  WHERE r.ev_class = rel AND r.ev_type = '2' AND r.ev_enabled <> 'D'
+		  UNION ALL
+		  SELECT 3, NULL, 'NO FORCE ROW LEVEL SECURITY', 'FORCE ROW LEVEL SECURITY'
+		  FROM pg_class c
+		  WHERE c.oid = rel AND c.relrowsecurity AND c.relforcerowsecurity) h;
+
+	IF cardinality(hold) > 0 THEN
+		EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(hold, ', '));
+	END IF;
+	EXECUTE format('UPDATE ONLY %s SET ec_version = ec_feed._draw_version(), '
+				   'ec_xid = pg_current_xact_id()', rel);
+	IF cardinality(restore) > 0 THEN
+		EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(restore, ', '));
+	END IF;
+END;
+$$;
+
 -- 0.1.0's body, plus: a DEFERRABLE or nondeterministic primary key is
--- refused, and history_since moves on whenever recording (re)starts.
+-- refused, history_since moves on whenever recording (re)starts, and the rows
+-- of a table that had the managed columns without being stamped get fresh
+-- versions (_renumber below).
 CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -63,6 +130,8 @@ DECLARE
 	kind "char";
 	immediate boolean;
 	nondet name;
+	renumber boolean;
+	since bigint;
 BEGIN
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'rel must not be NULL'
@@ -122,8 +191,24 @@ BEGIN
 				  HINT = 'Use a primary key of other columns.';
 	END IF;
 
+	-- Rows that already carry ec_version while no stamp trigger keeps it
+	-- (untracked with drop_columns => false, columns made by hand, a
+	-- restore without the registration) may have been written unstamped: an
+	-- UPDATE kept the version a token names, an INSERT got 0. They get fresh
+	-- versions, under a lock that keeps writers out from the check to the
+	-- stamp trigger; checked again once the lock is held.
+	renumber := ec_feed._unstamped(rel);
+	IF renumber THEN
+		EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', rel);
+		renumber := ec_feed._unstamped(rel);
+	END IF;
+
 	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
+
+	IF renumber THEN
+		PERFORM ec_feed._renumber(rel);
+	END IF;
 
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
@@ -144,15 +229,20 @@ BEGIN
 	END IF;
 
 	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
-	-- out every writer) is new for a new registration and when history is
-	-- switched on; changes before it were not recorded
-	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
-	VALUES (rel, keys, history)
+	-- out every writer) is new for a new registration, after a renumbering
+	-- and when history is switched on; changes before it were not recorded.
+	-- Drawn after the renumbering: the fresh versions have no history entry,
+	-- so they must precede it (a version at or after history_since without
+	-- an entry would read as rolled back, see visibility.c).
+	since := ec_feed._draw_version();
+	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history, history_since)
+	VALUES (rel, keys, history, since)
 	ON CONFLICT (relid) DO UPDATE
 		SET key_columns = excluded.key_columns, history = excluded.history,
-			history_since = CASE WHEN excluded.history AND NOT t.history
+			history_since = CASE WHEN renumber OR (excluded.history AND NOT t.history)
 								 THEN excluded.history_since ELSE t.history_since END
-		WHERE (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
+		WHERE renumber
+		   OR (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
 END;
 $$;
 
