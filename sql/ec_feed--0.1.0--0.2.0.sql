@@ -67,16 +67,21 @@ AS $$
 						   WHERE g.tgrelid = rel AND g.tgname = 'zz_ec_feed_stamp'));
 $$;
 
--- Gives every row of such a table a fresh version (and this transaction as
--- its writer), so that no token read before names a version a row still
--- has. It is no change of the data: the table's own triggers and UPDATE
--- rules are held back for the statement and then put back exactly as they
--- were (ENABLE, REPLICA or ALWAYS; disabled ones stay disabled), nothing is
--- recorded, and a FORCE ROW LEVEL SECURITY is lifted for it, so that the
--- owner's UPDATE reaches every row. Internal triggers stay: the foreign keys'
--- do no work, as no key changes. Runs as track()'s caller, the owner, before
--- ec_feed's triggers exist; ALTER TABLE keeps other sessions out until the
--- transaction ends, which also undoes everything if the UPDATE fails.
+-- Called by track() before it creates the stamp trigger. The rows of a
+-- table that carries the managed columns unstamped get fresh versions (and
+-- this transaction as their writer), so that no token read before names a
+-- version a row still has. It is no change of the data: the table's own
+-- triggers and UPDATE rules are held back for the statement and then put
+-- back exactly as they were (ENABLE, REPLICA or ALWAYS; disabled ones stay
+-- disabled), nothing is recorded (ec_feed's triggers do not exist yet), and
+-- FORCE ROW LEVEL SECURITY is lifted for it, so that the owner's UPDATE
+-- reaches every row. Internal triggers stay: the foreign keys' do no work,
+-- as no key changes. A registration left over is forgotten, so that track()
+-- registers the table anew, with a history_since drawn after these versions:
+-- a version at or after it must have a history entry, or its tokens would
+-- read as rolled back (visibility.c). The lock keeps writers out from the
+-- check to the end of track()'s transaction, which undoes everything if a
+-- step fails.
 CREATE FUNCTION ec_feed._renumber(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -84,6 +89,17 @@ DECLARE
 	hold text[];
 	restore text[];
 BEGIN
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', rel);
+	-- a concurrent track() may have committed meanwhile (a new snapshot now)
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
+	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
+
 	SELECT coalesce(array_agg(h.hold ORDER BY h.ord, h.name), '{}'),
 		   coalesce(array_agg(h.restore ORDER BY h.ord, h.name), '{}')
 	INTO hold, restore
@@ -114,13 +130,14 @@ BEGIN
 	IF cardinality(restore) > 0 THEN
 		EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(restore, ', '));
 	END IF;
+	DELETE FROM ec_feed.tracked_rel t WHERE t.relid = rel;
 END;
 $$;
 
 -- 0.1.0's body, plus: a DEFERRABLE or nondeterministic primary key is
--- refused, history_since moves on whenever recording (re)starts, and the rows
--- of a table that had the managed columns without being stamped get fresh
--- versions (_renumber below).
+-- refused, history_since moves on whenever recording (re)starts, and the
+-- rows of a table that carries the managed columns unstamped get fresh
+-- versions first (_renumber, above).
 CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -130,8 +147,6 @@ DECLARE
 	kind "char";
 	immediate boolean;
 	nondet name;
-	renumber boolean;
-	since bigint;
 BEGIN
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'rel must not be NULL'
@@ -191,24 +206,9 @@ BEGIN
 				  HINT = 'Use a primary key of other columns.';
 	END IF;
 
-	-- Rows that already carry ec_version while no stamp trigger keeps it
-	-- (untracked with drop_columns => false, columns made by hand, a
-	-- restore without the registration) may have been written unstamped: an
-	-- UPDATE kept the version a token names, an INSERT got 0. They get fresh
-	-- versions, under a lock that keeps writers out from the check to the
-	-- stamp trigger; checked again once the lock is held.
-	renumber := ec_feed._unstamped(rel);
-	IF renumber THEN
-		EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', rel);
-		renumber := ec_feed._unstamped(rel);
-	END IF;
-
+	PERFORM ec_feed._renumber(rel);
 	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
-
-	IF renumber THEN
-		PERFORM ec_feed._renumber(rel);
-	END IF;
 
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
@@ -229,20 +229,15 @@ BEGIN
 	END IF;
 
 	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
-	-- out every writer) is new for a new registration, after a renumbering
-	-- and when history is switched on; changes before it were not recorded.
-	-- Drawn after the renumbering: the fresh versions have no history entry,
-	-- so they must precede it (a version at or after history_since without
-	-- an entry would read as rolled back, see visibility.c).
-	since := ec_feed._draw_version();
-	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history, history_since)
-	VALUES (rel, keys, history, since)
+	-- out every writer) is new for a new registration (after _renumber too)
+	-- and when history is switched on; changes before it were not recorded
+	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
+	VALUES (rel, keys, history)
 	ON CONFLICT (relid) DO UPDATE
 		SET key_columns = excluded.key_columns, history = excluded.history,
-			history_since = CASE WHEN renumber OR (excluded.history AND NOT t.history)
+			history_since = CASE WHEN excluded.history AND NOT t.history
 								 THEN excluded.history_since ELSE t.history_since END
-		WHERE renumber
-		   OR (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
+		WHERE (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
 END;
 $$;
 

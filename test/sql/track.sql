@@ -195,12 +195,13 @@ SELECT * FROM trk_triggers('trk_badcol');
 SELECT count(*) FROM ec_feed.tracked
 WHERE rel::text IN ('trk_nopk', 'trk_view', 'trk_seq', 'trk_parted', 'trk_badcol', 'trk_badxid', 'trk_keyed_by_version');
 
--- managed columns that already exist with the right types are kept, made NOT NULL
+-- managed columns that already exist with the right types are kept, made NOT NULL;
+-- their values were not written by ec_feed: each row gets a fresh version
 CREATE TABLE trk_premade (id int PRIMARY KEY, ec_version bigint, ec_xid xid8);
 INSERT INTO trk_premade VALUES (1, 5, '6');
 SELECT ec_feed.track('trk_premade');
 SELECT * FROM trk_columns('trk_premade');
-SELECT * FROM trk_premade;
+SELECT id, ec_version > 5 AS fresh_version, ec_xid <> '6' AS xid_set FROM trk_premade;
 -- ... unless a row has NULL in them
 CREATE TABLE trk_premade_null (id int PRIMARY KEY, ec_version bigint, ec_xid xid8);
 INSERT INTO trk_premade_null VALUES (1, NULL, NULL);
