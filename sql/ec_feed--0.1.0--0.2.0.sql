@@ -206,8 +206,10 @@ BEGIN
 				  HINT = 'Use a primary key of other columns.';
 	END IF;
 
+	-- rows get versions no token read before can name: renumbered, or, when
+	-- the column is new, one fresh version for all (a constant: no rewrite)
 	PERFORM ec_feed._renumber(rel);
-	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
+	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, ec_feed._draw_version()::text);
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
 
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
@@ -255,7 +257,7 @@ BEGIN
 	FROM pg_attribute a
 	WHERE a.attrelid = rel AND a.attname = col AND NOT a.attisdropped;
 	IF have IS NULL THEN
-		-- existing rows get version 0 and xid 0 without a table rewrite
+		-- existing rows get init (a constant) without a table rewrite
 		EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s NOT NULL DEFAULT %L', rel, col, typ, init);
 		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', rel, col);
 	ELSIF have <> typ THEN

@@ -122,10 +122,12 @@ $$;
 -- track()
 ------------------------------------------------------------------------
 CREATE TABLE trk_items (id int PRIMARY KEY, name text, qty int);
--- rows from before tracking get version 0 and xid 0
+-- rows from before tracking get one version, drawn by track(), and xid 0
 INSERT INTO trk_items VALUES (1, 'one', 10), (2, 'two', 20), (3, 'three', 30);
+SELECT coalesce(pg_sequence_last_value('ec_feed.change_seq'), 0) AS trk_before \gset
 SELECT ec_feed.track('trk_items');
-SELECT * FROM trk_items ORDER BY id;
+SELECT id, name, qty, ec_version > :trk_before AS fresh_version, ec_xid FROM trk_items ORDER BY id;
+SELECT count(DISTINCT ec_version) AS versions FROM trk_items;
 SELECT * FROM trk_columns('trk_items');
 SELECT * FROM trk_triggers('trk_items');
 SELECT rel, key_columns, history, tracked_at <= now() AS tracked_at_set
