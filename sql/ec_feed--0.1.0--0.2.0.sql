@@ -52,8 +52,92 @@ ALTER TABLE ec_feed.tracked_rel
 -- history_since anyway.
 ALTER TABLE ec_feed.history ADD COLUMN prev_version bigint;
 
+-- Does the table carry ec_version while ec_feed does not keep it, i.e. while
+-- it is not registered or has no stamp trigger? Its rows may then have been
+-- written unstamped: untracked with drop_columns => false (an UPDATE keeps
+-- the version, an INSERT gets 0), columns made by hand, a table restored
+-- without its registration, the stamp trigger dropped by hand.
+CREATE FUNCTION ec_feed._unstamped(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT EXISTS (SELECT 1 FROM pg_attribute a
+				   WHERE a.attrelid = rel AND a.attname = 'ec_version' AND NOT a.attisdropped)
+	   AND (NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel t WHERE t.relid = rel)
+			OR NOT EXISTS (SELECT 1 FROM pg_trigger g
+						   WHERE g.tgrelid = rel AND g.tgname = 'zz_ec_feed_stamp'));
+$$;
+
+-- Called by track() before it creates the stamp trigger. The rows of a
+-- table that carries the managed columns unstamped get fresh versions (and
+-- this transaction as their writer), so that no token read before names a
+-- version a row still has. It is no change of the data: the table's own
+-- triggers and UPDATE rules are held back for the statement and then put
+-- back exactly as they were (ENABLE, REPLICA or ALWAYS; disabled ones stay
+-- disabled), nothing is recorded (ec_feed's triggers do not exist yet), and
+-- FORCE ROW LEVEL SECURITY is lifted for it, so that the owner's UPDATE
+-- reaches every row. Internal triggers stay: the foreign keys' do no work,
+-- as no key changes. A registration left over is forgotten, so that track()
+-- registers the table anew, with a history_since drawn after these versions:
+-- a version at or after it must have a history entry, or its tokens would
+-- read as rolled back (visibility.c). The lock keeps writers out from the
+-- check to the end of track()'s transaction, which undoes everything if a
+-- step fails.
+CREATE FUNCTION ec_feed._renumber(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	hold text[];
+	restore text[];
+BEGIN
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	EXECUTE format('LOCK TABLE ONLY %s IN SHARE ROW EXCLUSIVE MODE', rel);
+	-- a concurrent track() may have committed meanwhile (a new snapshot now)
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
+	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
+
+	SELECT coalesce(array_agg(h.hold ORDER BY h.ord, h.name), '{}'),
+		   coalesce(array_agg(h.restore ORDER BY h.ord, h.name), '{}')
+	INTO hold, restore
+	FROM (SELECT 1 AS ord, g.tgname AS name,
+				 format('DISABLE TRIGGER %I', g.tgname) AS hold,
+				 format('ENABLE %sTRIGGER %I',
+						CASE g.tgenabled WHEN 'R' THEN 'REPLICA ' WHEN 'A' THEN 'ALWAYS ' ELSE '' END,
+						g.tgname) AS restore
+		  FROM pg_trigger g
+		  WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+		  UNION ALL
+		  SELECT 2, r.rulename, format('DISABLE RULE %I', r.rulename),
+				 format('ENABLE %sRULE %I',
+						CASE r.ev_enabled WHEN 'R' THEN 'REPLICA ' WHEN 'A' THEN 'ALWAYS ' ELSE '' END,
+						r.rulename)
+		  FROM pg_rewrite r
+		  WHERE r.ev_class = rel AND r.ev_type = '2' AND r.ev_enabled <> 'D'
+		  UNION ALL
+		  SELECT 3, NULL, 'NO FORCE ROW LEVEL SECURITY', 'FORCE ROW LEVEL SECURITY'
+		  FROM pg_class c
+		  WHERE c.oid = rel AND c.relrowsecurity AND c.relforcerowsecurity) h;
+
+	IF cardinality(hold) > 0 THEN
+		EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(hold, ', '));
+	END IF;
+	EXECUTE format('UPDATE ONLY %s SET ec_version = ec_feed._draw_version(), '
+				   'ec_xid = pg_current_xact_id()', rel);
+	IF cardinality(restore) > 0 THEN
+		EXECUTE format('ALTER TABLE %s %s', rel, array_to_string(restore, ', '));
+	END IF;
+	DELETE FROM ec_feed.tracked_rel t WHERE t.relid = rel;
+END;
+$$;
+
 -- 0.1.0's body, plus: a DEFERRABLE or nondeterministic primary key is
--- refused, and history_since moves on whenever recording (re)starts.
+-- refused, history_since moves on whenever recording (re)starts, and the
+-- rows of a table that carries the managed columns unstamped get fresh
+-- versions first (_renumber, above).
 CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
@@ -122,7 +206,10 @@ BEGIN
 				  HINT = 'Use a primary key of other columns.';
 	END IF;
 
-	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, '0');
+	-- rows get versions no token read before can name: renumbered, or, when
+	-- the column is new, one fresh version for all (a constant: no rewrite)
+	PERFORM ec_feed._renumber(rel);
+	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, ec_feed._draw_version()::text);
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
 
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
@@ -144,8 +231,8 @@ BEGIN
 	END IF;
 
 	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
-	-- out every writer) is new for a new registration and when history is
-	-- switched on; changes before it were not recorded
+	-- out every writer) is new for a new registration (after _renumber too)
+	-- and when history is switched on; changes before it were not recorded
 	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
 	VALUES (rel, keys, history)
 	ON CONFLICT (relid) DO UPDATE
@@ -170,7 +257,7 @@ BEGIN
 	FROM pg_attribute a
 	WHERE a.attrelid = rel AND a.attname = col AND NOT a.attisdropped;
 	IF have IS NULL THEN
-		-- existing rows get version 0 and xid 0 without a table rewrite
+		-- existing rows get init (a constant) without a table rewrite
 		EXECUTE format('ALTER TABLE %s ADD COLUMN %I %s NOT NULL DEFAULT %L', rel, col, typ, init);
 		EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', rel, col);
 	ELSIF have <> typ THEN

@@ -122,10 +122,12 @@ $$;
 -- track()
 ------------------------------------------------------------------------
 CREATE TABLE trk_items (id int PRIMARY KEY, name text, qty int);
--- rows from before tracking get version 0 and xid 0
+-- rows from before tracking get one version, drawn by track(), and xid 0
 INSERT INTO trk_items VALUES (1, 'one', 10), (2, 'two', 20), (3, 'three', 30);
+SELECT coalesce(pg_sequence_last_value('ec_feed.change_seq'), 0) AS trk_before \gset
 SELECT ec_feed.track('trk_items');
-SELECT * FROM trk_items ORDER BY id;
+SELECT id, name, qty, ec_version > :trk_before AS fresh_version, ec_xid FROM trk_items ORDER BY id;
+SELECT count(DISTINCT ec_version) AS versions FROM trk_items;
 SELECT * FROM trk_columns('trk_items');
 SELECT * FROM trk_triggers('trk_items');
 SELECT rel, key_columns, history, tracked_at <= now() AS tracked_at_set
@@ -195,12 +197,13 @@ SELECT * FROM trk_triggers('trk_badcol');
 SELECT count(*) FROM ec_feed.tracked
 WHERE rel::text IN ('trk_nopk', 'trk_view', 'trk_seq', 'trk_parted', 'trk_badcol', 'trk_badxid', 'trk_keyed_by_version');
 
--- managed columns that already exist with the right types are kept, made NOT NULL
+-- managed columns that already exist with the right types are kept, made NOT NULL;
+-- their values were not written by ec_feed: each row gets a fresh version
 CREATE TABLE trk_premade (id int PRIMARY KEY, ec_version bigint, ec_xid xid8);
 INSERT INTO trk_premade VALUES (1, 5, '6');
 SELECT ec_feed.track('trk_premade');
 SELECT * FROM trk_columns('trk_premade');
-SELECT * FROM trk_premade;
+SELECT id, ec_version > 5 AS fresh_version, ec_xid <> '6' AS xid_set FROM trk_premade;
 -- ... unless a row has NULL in them
 CREATE TABLE trk_premade_null (id int PRIMARY KEY, ec_version bigint, ec_xid xid8);
 INSERT INTO trk_premade_null VALUES (1, NULL, NULL);

@@ -1374,6 +1374,29 @@ sub step_history_toggle
 	}
 }
 
+# after track() of a table that was untracked: the rows' new versions
+sub adopt_renumbered
+{
+	my ($t) = @_;
+	my $m = $M{$t};
+	my $r = pick_session()->run("SELECT t.ec_version, m_canon(t) FROM $t t;");
+	no_error($r->[0], "versions of $t after track()") or return;
+	for my $row (@{ $r->[0]{rows} })
+	{
+		my $img = parse_canon($t, $row->[1]);
+		my $kid = keyid($t, [ map { $img->{$_} } @{ $TAB{$t}{keynames} } ]);
+		my $K = $m->{keys}{$kid} or next;
+		next unless cur_img($t, $kid);
+		if (defined $K->{ver_max} && $row->[0] <= $K->{ver_max})
+		{
+			failure('versions strictly increase per key, never reused',
+				"$t $kid: version $row->[0] after track(), not above $K->{ver_max}");
+		}
+		$K->{ver} = $K->{ver_max} = $row->[0];
+		$K->{ver_t} = $step;
+	}
+}
+
 sub step_untrack_toggle
 {
 	my ($t) = @_;
@@ -1393,14 +1416,22 @@ sub step_untrack_toggle
 		$m->{tracked} = 1;
 		$m->{history} = 1;
 		close_hole($t);
-		# at once, a conditional write with the oldest token of the version
-		# of each row written while untracked (its version did not change)
+		# the oldest token of the version of each row written while untracked
+		# (an UPDATE kept the version, an INSERT got 0)
+		my @old;
 		for my $kid (sort keys %{ $m->{keys} })
 		{
 			my $K = $m->{keys}{$kid};
 			next unless @{ $K->{events} } && !$K->{events}[-1]{stamped} && cur_img($t, $kid);
 			my ($old) = grep { !$_->{phantom} && defined $K->{ver} && $_->{ver} == $K->{ver} } @{ $m->{tokens}{$kid} || [] };
-			next unless $old && rand() < 0.8;
+			push @old, $old if $old && rand() < 0.8;
+		}
+		# track() gave every row a fresh version (no change of the data,
+		# nothing recorded): tokens from before name versions no row has
+		adopt_renumbered($t);
+		# at once, a conditional write with each of those tokens
+		for my $old (@old)
+		{
 			$step++;
 			step_conditional($t, rand() < 0.8 ? 'update_if' : 'delete_if', $old);
 		}
