@@ -95,10 +95,13 @@ ec_history_since(Oid relid, int64 *since)
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
 	{
-		bool		isnull;
-		Datum		value = heap_getattr(tuple, Anum_tracked_rel_history_since,
-										 RelationGetDescr(tracked), &isnull);
+		TupleDesc	desc = RelationGetDescr(tracked);
+		bool		isnull = true;
+		Datum		value = (Datum) 0;
 
+		/* before ALTER EXTENSION UPDATE to 0.2.0 the column is missing: no proof */
+		if (desc->natts >= Anum_tracked_rel_history_since)
+			value = heap_getattr(tuple, Anum_tracked_rel_history_since, desc, &isnull);
 		found = true;
 		*since = isnull ? PG_INT64_MAX : DatumGetInt64(value);
 	}

@@ -11,6 +11,8 @@
 #   - old tokens still work: a current one applies, a stale one never merges
 #     across the update (history before it was recorded without the proof a
 #     merge needs) but answers with a conflict;
+#   - before the update, the new library serves the old SQL objects: stale
+#     tokens conflict, visibility checks answer;
 #   - new writes are tracked as before.
 use strict;
 use warnings;
@@ -124,6 +126,16 @@ for my $old (@released)
 	my $tok_current = $node->safe_psql($db, q{SELECT ec_feed.token('items', '{"id":5}')});
 	my $tok_stale = $node->safe_psql($db, q{SELECT ec_feed.token('items', '{"id":6}')});
 	$node->safe_psql($db, q{UPDATE items SET b = 'b6-changed' WHERE id = 6});
+
+	# this library serves the old SQL too, until the update: safe answers
+	my $tok7 = $node->safe_psql($db, q{SELECT ec_feed.token('items', '{"id":7}')});
+	$node->safe_psql($db, q{UPDATE items SET b = 'b7-changed' WHERE id = 7});
+	is($node->safe_psql($db,
+		qq{SELECT status || ' ' || coalesce(changed_since::text, 'NULL') FROM ec_feed.update_if('items', '{"id":7}', '$tok7', '{"a":"z"}')}),
+		'conflict NULL', "$old: before the update, a stale token conflicts under the new library");
+	is($node->safe_psql($db,
+		qq{SELECT ec_feed.token_status('$tok_current') || ' ' || (SELECT status FROM ec_feed.get('items', '{"id":5}', '$tok_current'))}),
+		'visible found', "$old: before the update, token_status and get answer under the new library");
 
 	$node->safe_psql($db, 'ALTER EXTENSION ec_feed UPDATE');
 	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'ec_feed'"),
