@@ -151,7 +151,7 @@ for my $old (@released)
 	# the update of 6 (before the update) and the new writes
 	my ($rest) = read_page($db, $row_cursor, 1000);
 	is(join(',', map { "$_->[0]:$_->[1]" } @$rest),
-		'delete:10,update:6,insert:12,update:1',
+		'delete:10,update:6,update:7,insert:12,update:1',
 		"$old: the old row cursor continues exactly after its row");
 	my %seen;
 	$seen{ $_->[2] }++ for @$rest;
