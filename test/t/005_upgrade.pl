@@ -148,7 +148,7 @@ for my $old (@released)
 	});
 
 	# the rest of the feed after the old row cursor: the delete of 10, then
-	# the update of 6 (before the update) and the new writes
+	# the updates of 6 and 7 (before the update) and the new writes
 	my ($rest) = read_page($db, $row_cursor, 1000);
 	is(join(',', map { "$_->[0]:$_->[1]" } @$rest),
 		'delete:10,update:6,update:7,insert:12,update:1',
