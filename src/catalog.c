@@ -14,26 +14,48 @@
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "ec_feed.h"
 
 PG_MODULE_MAGIC;
 
+/*
+ * The schema's OID, looked up once per backend: the row trigger asks for it
+ * several times per row. Any change to pg_namespace (DROP EXTENSION, say)
+ * forgets it.
+ */
+static Oid	namespace_oid = InvalidOid;
+static bool namespace_callback = false;
+
+static void
+forget_namespace(Datum arg, int cacheid, uint32 hashvalue)
+{
+	namespace_oid = InvalidOid;
+}
+
 Oid
 ec_feed_namespace(void)
 {
-	Oid			nspid = get_namespace_oid(EC_FEED_SCHEMA, true);
-
-	if (!OidIsValid(nspid))
+	if (OidIsValid(namespace_oid))
+		return namespace_oid;
+	if (!namespace_callback)
+	{
+		CacheRegisterSyscacheCallback(NAMESPACEOID, forget_namespace, (Datum) 0);
+		namespace_callback = true;
+	}
+	namespace_oid = get_namespace_oid(EC_FEED_SCHEMA, true);
+	if (!OidIsValid(namespace_oid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("extension \"ec_feed\" is not installed in this database"),
 				 errdetail("Its schema ec_feed does not exist."),
 				 errhint("Run CREATE EXTENSION ec_feed.")));
-	return nspid;
+	return namespace_oid;
 }
 
 /* OID of one of the extension's relations; they exist while it is installed */

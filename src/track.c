@@ -187,7 +187,9 @@ check_stamped(Relation rel, const EcRowShape *shape, HeapTuple newtup)
 
 	memset(&key, 0, sizeof(key));
 	key.relid = RelationGetRelid(rel);
-	key.version = ec_row_version(desc, shape, newtup);
+	key.version = DatumGetInt64(heap_getattr(newtup, shape->version_attnum, desc, &isnull));
+	if (isnull)
+		stamp_changed(rel, EC_VERSION_COLUMN);
 	if (stamped_rows != NULL)
 		entry = hash_search(stamped_rows, &key, HASH_FIND, NULL);
 	if (entry == NULL)
@@ -451,10 +453,16 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 	AttrNumber	version_attnum;
 	AttrNumber	xid_attnum;
 	FullTransactionId xid;
+	bool		history;
 
 	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
 		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
-		elog(ERROR, "ec_feed.stamp() must be a BEFORE row trigger");
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ec_feed.stamp() must be fired as a BEFORE row trigger"),
+				 errdetail("It is fired by trigger \"%s\" of \"%s\".",
+						   trigdata->tg_trigger->tgname, RelationGetRelationName(rel)),
+				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
 	if (strcmp(trigdata->tg_trigger->tgname, EC_STAMP_TRIGGER) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -463,9 +471,12 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 				 errdetail("It stamps rows only as the trigger zz_ec_feed_stamp that ec_feed.track() creates."),
 				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
 
+	/* the trigger scan behind this is the same for every check of this row */
+	history = records_history(rel);
+
 	if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
 	{
-		if (records_history(rel))
+		if (history)
 		{
 			(void) GetTopFullTransactionId();
 			draw_delete_version(rel, trigdata->tg_trigtuple);
@@ -486,21 +497,20 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 				 errhint("Call ec_feed.track() on the table again.")));
 
 	/* the unique check's waits, before the version is drawn (see above) */
-	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && records_history(rel))
+	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) && history)
 		wait_for_key_writers(rel, tuple);
 
 	/* the xid first: a version drawn later belongs to a known transaction */
 	xid = GetTopFullTransactionId();
 	/* an update that changes the key deletes the old key first */
 	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-		changes_key(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple) &&
-		records_history(rel))
+		history && changes_key(rel, trigdata->tg_trigtuple, trigdata->tg_newtuple))
 		draw_delete_version(rel, trigdata->tg_trigtuple);
 	columns[0] = version_attnum;
 	values[0] = Int64GetDatum(ec_feed_next_version());
 	columns[1] = xid_attnum;
 	values[1] = FullTransactionIdGetDatum(xid);
-	if (stamp_may_be_changed(rel) && records_history(rel))
+	if (history && stamp_may_be_changed(rel))
 		remember_stamp(rel, DatumGetInt64(values[0]), xid);
 
 	return PointerGetDatum(heap_modify_tuple_by_cols(tuple, desc, 2, columns, values, nulls));
