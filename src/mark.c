@@ -108,6 +108,19 @@ ec_take_mark(EcMark *mark, Snapshot snap)
 	FullTransactionId own = GetTopFullTransactionIdIfAny();
 	int			n = 0;
 
+	/*
+	 * A snapshot taken during recovery lists the running xids in subxip, not
+	 * xip (and may have overflowed): read from xip alone it would count every
+	 * running transaction as seen. cursor_now() in a REPEATABLE READ
+	 * transaction begun before a promotion still has one.
+	 */
+	if (snap != NULL && snap->takenDuringRecovery)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot take a cursor at a snapshot taken during recovery"),
+				 errdetail("The transaction's snapshot was taken before this server was promoted."),
+				 errhint("Call ec_feed.cursor_now() in a new transaction.")));
+
 	mark->lo = ec_feed_last_version();
 	if (snap == NULL)
 		snap = GetLatestSnapshot();
