@@ -56,7 +56,8 @@ ALTER TABLE ec_feed.history ADD COLUMN prev_version bigint;
 -- it is not registered or has no stamp trigger? Its rows may then have been
 -- written unstamped: untracked with drop_columns => false (an UPDATE keeps
 -- the version, an INSERT gets 0), columns made by hand, a table restored
--- without its registration, the stamp trigger dropped by hand.
+-- without its registration, the stamp trigger dropped or disabled by hand
+-- (track() creates it ENABLE ALWAYS).
 CREATE FUNCTION ec_feed._unstamped(rel regclass) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$
@@ -64,7 +65,9 @@ AS $$
 				   WHERE a.attrelid = rel AND a.attname = 'ec_version' AND NOT a.attisdropped)
 	   AND (NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel t WHERE t.relid = rel)
 			OR NOT EXISTS (SELECT 1 FROM pg_trigger g
-						   WHERE g.tgrelid = rel AND g.tgname = 'zz_ec_feed_stamp'));
+						   WHERE g.tgrelid = rel AND g.tgname = 'zz_ec_feed_stamp'
+							 AND g.tgfoid = 'ec_feed.stamp()'::pg_catalog.regprocedure
+							 AND g.tgenabled OPERATOR(pg_catalog.=) 'A'));
 $$;
 
 -- Called by track() before it creates the stamp trigger. The rows of a
@@ -89,6 +92,7 @@ DECLARE
 	hold text[];
 	restore text[];
 BEGIN
+	PERFORM ec_feed._check_owner(rel);
 	IF NOT ec_feed._unstamped(rel) THEN
 		RETURN;
 	END IF;
@@ -217,6 +221,11 @@ BEGIN
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
 		-- also when session_replication_role = replica (logical replication apply)
 		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
+	ELSIF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp'
+				  AND tgenabled <> 'A') THEN
+		-- disabled or set to fire in one replication role by hand: every write
+		-- must be stamped again (the rows were renumbered above)
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
@@ -225,6 +234,9 @@ BEGIN
 	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
+	ELSIF history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record'
+							  AND tgenabled <> 'A') THEN
 		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
 	ELSIF NOT history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);

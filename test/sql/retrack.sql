@@ -217,6 +217,19 @@ SELECT ec_feed.track('rt_hand');
 SELECT ec_feed.track('rt_hand', history => false);
 SELECT ec_feed.track('rt_hand');
 SELECT count(*) FILTER (WHERE ec_version > :hmax) AS renumbered FROM rt_hand;
+-- the stamp trigger set by hand to fire only for replication (or disabled):
+-- plain writes went unstamped, so track() renumbers and makes both triggers
+-- fire always again; a token from before never applies
+ALTER TABLE rt_hand ADD COLUMN v text;
+SELECT ec_feed.token('rt_hand', '{"id":1}') AS h0 \gset
+ALTER TABLE rt_hand ENABLE REPLICA TRIGGER zz_ec_feed_stamp;
+ALTER TABLE rt_hand DISABLE TRIGGER zz_ec_feed_record;
+UPDATE rt_hand SET v = 'unstamped' WHERE id = 1;
+SELECT ec_feed.track('rt_hand');
+SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'rt_hand'::regclass
+	AND tgname IN ('zz_ec_feed_stamp', 'zz_ec_feed_record') ORDER BY tgname;
+SELECT status, current->>'v' AS v, changed_since
+FROM ec_feed.update_if('rt_hand', '{"id":1}', :'h0', '{"v":"mine"}');
 
 ------------------------------------------------------------------------
 -- clean up
