@@ -70,6 +70,14 @@ extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
 extern bool ec_history_since(Oid relid, int64 *since);
 
+/* settings.c: the operations settings (GUCs), in seconds or rows */
+extern int	ec_retention_min_s;
+extern int	ec_retention_max_s;	/* -1: off */
+extern int	ec_segment_rows;
+extern int	ec_segment_period_s;
+extern int	ec_pending_warn_s;
+extern void ec_define_settings(void);
+
 /* rowjson.c: row images as jsonb */
 typedef struct EcRowShape
 {

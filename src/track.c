@@ -422,6 +422,7 @@ _PG_init(void)
 							 PGC_USERSET,
 							 0,
 							 NULL, NULL, NULL);
+	ec_define_settings();
 	MarkGUCPrefixReserved("ec_feed");
 	RegisterXactCallback(forget_pending_deletes, NULL);
 }

@@ -21,7 +21,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my @released = ('0.1.0');
+my @released = ('0.1.0', '0.2.0');
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
