@@ -133,6 +133,11 @@ BEGIN
 		WHERE c.dropped_at IS NULL AND c.acked_at < now() - cfg.retention_max;
 	END IF;
 
+	-- published marks: a standby needs only the newest it has replayed
+	DELETE FROM ec_feed.mark m
+	WHERE m.published_at < now() - interval '1 minute'
+	  AND m.id < (SELECT max(n.id) FROM ec_feed.mark n);
+
 	-- closed: the sequence moved past it before this next xid was read, so
 	-- every transaction that writes into it has a lower xid
 	UPDATE ec_feed.segment s SET closed_at = coalesce(s.closed_at, now()), closed_nxt = ec_feed._next_xid()
@@ -230,6 +235,30 @@ BEGIN
 	END IF;
 END;
 $$;
+
+------------------------------------------------------------------------
+-- the feed on hot standbys: marks published by the primary (src/publish.c)
+------------------------------------------------------------------------
+
+CREATE SEQUENCE ec_feed.mark_seq;
+-- A mark taken on the primary: the readings of EcMark (src/ec_feed.h). A
+-- standby that has replayed one reads the feed up to it.
+CREATE TABLE ec_feed.mark (
+	id bigint PRIMARY KEY,
+	lo bigint NOT NULL,
+	hi bigint NOT NULL,
+	next_xid xid8 NOT NULL,
+	snap_xmin xid8 NOT NULL,
+	snap_xmax xid8 NOT NULL,
+	snap_xip xid8[] NOT NULL,
+	published_at timestamptz NOT NULL
+);
+REVOKE ALL ON ec_feed.mark FROM PUBLIC;
+GRANT SELECT ON ec_feed.mark TO PUBLIC;
+
+CREATE FUNCTION ec_feed.publish_mark() RETURNS void
+AS 'MODULE_PATHNAME', 'ec_feed_publish_mark' LANGUAGE C VOLATILE;
+REVOKE ALL ON FUNCTION ec_feed.publish_mark() FROM PUBLIC;
 
 ------------------------------------------------------------------------
 -- operations: consumers, status

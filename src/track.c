@@ -65,6 +65,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "publish.h"
 #include "token.h"
 
 void		_PG_init(void);
@@ -622,6 +623,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.prev_version = ec_row_version(desc, &shape, oldtup);
 	}
 	ec_history_append(&change);
+	/* hot standbys read the feed up to the marks the primary publishes */
+	ec_publish_if_due();
 
 	return PointerGetDatum(NULL);
 }
