@@ -52,6 +52,7 @@
 
 #include "ec_feed.h"
 #include "feed.h"
+#include "segment.h"
 #include "visibility.h"
 
 #define EC_CONSUMER_REL			"consumer"
@@ -60,7 +61,7 @@
 /* Where a cursor stands; see the comment at the top of the file. */
 typedef struct EcPosition
 {
-	uint64		xmin;			/* prev mark's: the oldest xid it may still need */
+	uint64		horizon;		/* prev mark's xmin: the oldest xid it may still need */
 	int64		seen;			/* how many xids prev sees */
 	bool		pending;
 	int64		last;
@@ -70,7 +71,7 @@ typedef struct EcPosition
 static void
 cursor_position(const EcCursor *cursor, EcPosition *pos)
 {
-	pos->xmin = cursor->prev.xmin;
+	pos->horizon = cursor->prev.xmin;
 	pos->seen = (int64) Min(cursor->prev.xmax - cursor->prev.nxip, (uint64) PG_INT64_MAX);
 	pos->pending = cursor->pending;
 	pos->last = cursor->pending ? cursor->last : 0;
@@ -154,10 +155,8 @@ role_name(Oid roleid)
 
 /* The caller may acknowledge and unregister the consumers of this owner. */
 static void
-check_manage(const char *name, Oid owner)
+check_manage(const char *name, Oid owner, Oid caller)
 {
-	Oid			caller = GetUserId();
-
 	if (has_privs_of_role(caller, owner) || has_privs_of_role(caller, extension_owner()))
 		return;
 	ereport(ERROR,
@@ -247,17 +246,15 @@ auto_prune(void)
 		elog(ERROR, "ec_feed._auto_prune() failed");
 }
 
-/* EC001 when the cursor needs history that was pruned (see the upgrade script). */
+/* EC001 when the cursor needs changes that were pruned (segment.c). */
 static void
-check_retained(const char *cursor_text)
+check_retained(const EcCursor *cursor)
 {
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		args[1];
+	uint64		horizon;
+	int64		max_version;
 
-	args[0] = CStringGetTextDatum(cursor_text);
-	if (SPI_execute_with_args("SELECT ec_feed._check_retained($1)",
-							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "ec_feed._check_retained() failed");
+	ec_pruned(&horizon, &max_version);
+	ec_check_retained(cursor, horizon);
 }
 
 /* A cursor of the caller's snapshot, as ec_feed.cursor_now() makes it. */
@@ -292,7 +289,6 @@ ec_feed_register_consumer(PG_FUNCTION_ARGS)
 	Oid			argtypes[8] = {TEXTOID, REGROLEOID, TEXTOID, XID8OID,
 	INT8OID, BOOLOID, INT8OID, INT8OID};
 	Datum		args[8];
-	char		argnulls[8] = "        ";
 	int			rc;
 
 	if (PG_ARGISNULL(1))
@@ -305,19 +301,19 @@ ec_feed_register_consumer(PG_FUNCTION_ARGS)
 	args[0] = CStringGetTextDatum(name);
 	args[1] = ObjectIdGetDatum(GetUserId());
 	args[2] = CStringGetTextDatum(cursor_text);
-	args[3] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.xmin));
+	args[3] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.horizon));
 	args[4] = Int64GetDatum(pos.seen);
 	args[5] = BoolGetDatum(pos.pending);
 	args[6] = Int64GetDatum(pos.last);
 	args[7] = Int64GetDatum(pos.version);
 
 	spi_as_owner_begin(&owner);
-	check_retained(cursor_text);
+	check_retained(&cursor);
 	rc = SPI_execute_with_args("INSERT INTO ec_feed.consumer AS c "
-							   "(name, owner, cursor, xmin, pos_seen, pos_pending, pos_last, pos_version) "
+							   "(name, owner, cursor, horizon, pos_seen, pos_pending, pos_last, pos_version) "
 							   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 							   "ON CONFLICT (name) DO NOTHING",
-							   8, argtypes, args, argnulls, false, 0);
+							   8, argtypes, args, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "inserting into ec_feed.consumer failed");
 	if (SPI_processed == 0)
@@ -334,12 +330,12 @@ ec_feed_register_consumer(PG_FUNCTION_ARGS)
 }
 
 /*
- * Lock the consumer's row and check that the caller may manage it. Returns
- * whether it was dropped; fills *stored with its position. Runs as the
- * table's owner.
+ * Lock the consumer's row and check that the caller (the user before the
+ * switch to the table's owner) may manage it. Returns whether it was
+ * dropped; fills *stored with its position. Runs as the table's owner.
  */
 static bool
-lock_consumer(const char *name, EcPosition *stored)
+lock_consumer(const char *name, Oid caller, EcPosition *stored)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
@@ -358,7 +354,7 @@ lock_consumer(const char *name, EcPosition *stored)
 		unknown_consumer(name);
 	tuple = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	check_manage(name, DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull)));
+	check_manage(name, DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull)), caller);
 	if (stored != NULL)
 	{
 		stored->seen = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
@@ -403,9 +399,9 @@ ec_feed_ack(PG_FUNCTION_ARGS)
 	cursor_position(&cursor, &pos);
 
 	spi_as_owner_begin(&owner);
-	dropped = lock_consumer(name, &stored);
+	dropped = lock_consumer(name, owner.save_userid, &stored);
 	if (dropped)
-		check_retained(cursor_text);
+		check_retained(&cursor);
 	forward = position_after(&pos, &stored);
 	if (forward)
 	{
@@ -414,27 +410,33 @@ ec_feed_ack(PG_FUNCTION_ARGS)
 
 		args[0] = CStringGetTextDatum(name);
 		args[1] = CStringGetTextDatum(cursor_text);
-		args[2] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.xmin));
+		args[2] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.horizon));
 		args[3] = Int64GetDatum(pos.seen);
 		args[4] = BoolGetDatum(pos.pending);
 		args[5] = Int64GetDatum(pos.last);
 		args[6] = Int64GetDatum(pos.version);
-		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET cursor = $2, xmin = $3, "
+		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET cursor = $2, horizon = $3, "
 								  "pos_seen = $4, pos_pending = $5, pos_last = $6, pos_version = $7, "
 								  "acked_at = pg_catalog.now(), dropped_at = NULL, drop_reason = NULL "
 								  "WHERE name = $1",
 								  7, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "updating ec_feed.consumer failed");
 	}
-	else if (dropped)
+	else if (dropped ||
+			 (!position_after(&stored, &pos) && pos.version >= ec_feed_last_version()))
 	{
 		Oid			argtypes[1] = {TEXTOID};
 		Datum		args[1];
 
-		/* its own cursor is newer than this one, so retained too */
+		/*
+		 * The same position, with nothing after it: an idle consumer that
+		 * is caught up stays alive (retention_max drops consumers whose
+		 * acked_at is old). A dropped one is resumed: its own cursor is not
+		 * older than this one, so it is retained too.
+		 */
 		args[0] = CStringGetTextDatum(name);
-		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET dropped_at = NULL, drop_reason = NULL "
-								  "WHERE name = $1",
+		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET acked_at = pg_catalog.now(), "
+								  "dropped_at = NULL, drop_reason = NULL WHERE name = $1",
 								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "updating ec_feed.consumer failed");
 	}
@@ -459,7 +461,7 @@ ec_feed_unregister_consumer(PG_FUNCTION_ARGS)
 	Datum		args[1];
 
 	spi_as_owner_begin(&owner);
-	(void) lock_consumer(name, NULL);
+	(void) lock_consumer(name, owner.save_userid, NULL);
 	args[0] = CStringGetTextDatum(name);
 	if (SPI_execute_with_args("DELETE FROM ec_feed.consumer WHERE name = $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)
