@@ -258,6 +258,14 @@ ALTER TABLE ec_feed.consumer
 	ADD COLUMN pos_pending boolean NOT NULL DEFAULT false,	-- inside a delta
 	ADD COLUMN pos_last bigint NOT NULL DEFAULT 0,		-- of that delta: read up to this version
 	ADD COLUMN pos_version bigint NOT NULL DEFAULT 0;	-- read up to here but for open writers
+COMMENT ON COLUMN ec_feed.consumer.pos_seen IS
+'How many transactions the mark of the stored cursor sees (its xmax minus the transactions it lists as running): the first key of the order of cursors.';
+COMMENT ON COLUMN ec_feed.consumer.pos_pending IS
+'The stored cursor is inside a delta (between two marks): after the mark the delta starts from.';
+COMMENT ON COLUMN ec_feed.consumer.pos_last IS
+'Inside a delta: the version read up to (0 otherwise): the last key of the order of cursors.';
+COMMENT ON COLUMN ec_feed.consumer.pos_version IS
+'The version up to which the consumer has read everything but changes of transactions open at its mark; changes_behind counts the versions after it.';
 
 CREATE FUNCTION ec_feed._cursor_position(cursor text, OUT horizon xid8, OUT xmax xid8,
 	OUT nxt xid8, OUT lo bigint, OUT hi bigint, OUT seen bigint, OUT pending boolean,

@@ -24,6 +24,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/xid8.h"
 
 #include "compat.h"
@@ -37,8 +38,9 @@ PG_FUNCTION_INFO_V1(ec_feed_segment_usage);
  *
  * The segment table's size with its indexes and TOAST, and the lowest
  * version of a committed change in it (NULL when it holds none). Both NULL
- * when the table is locked in a conflicting mode or gone. Only tables of
- * schema ec_feed: it reads past the table's privileges.
+ * when the table is locked in a conflicting mode or gone (a prune may drop
+ * it between the caller's read of ec_feed.segment and this call). Only
+ * tables of schema ec_feed: it reads past the table's privileges.
  */
 Datum
 ec_feed_segment_usage(PG_FUNCTION_ARGS)
@@ -51,11 +53,15 @@ ec_feed_segment_usage(PG_FUNCTION_ARGS)
 
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+
+	/* dropped by a prune after the caller read ec_feed.segment: NULLs */
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 	if (get_rel_namespace(relid) != ec_feed_namespace() ||
 		get_rel_relkind(relid) != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("relation with OID %u is not a history segment of ec_feed", relid),
+				 errmsg("\"%s\" is not a history segment of ec_feed", get_rel_name(relid)),
 				 errdetail("ec_feed._segment_usage() reads the tables listed in ec_feed.segment only."),
 				 errhint("Call ec_feed.status() instead.")));
 

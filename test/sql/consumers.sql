@@ -291,8 +291,11 @@ SELECT jsonb_array_length(ec_feed.status() -> 'history' -> 'segments') = (SELECT
 	   (ec_feed.status() -> 'history' ->> 'bytes')::bigint > 0 AS has_bytes,
 	   (ec_feed.status() -> 'history' ->> 'last_version')::bigint = pg_sequence_last_value('ec_feed.change_seq') AS last_version;
 -- the consumers, as in the view
-SELECT c ->> 'name' AS name, c ->> 'state' AS state, (c ->> 'changes_behind')::bigint AS behind
-FROM jsonb_array_elements(ec_feed.status() -> 'consumers') c WHERE c ->> 'name' LIKE 'cons%' ORDER BY 1;
+SELECT c ->> 'name' AS name, c ->> 'state' AS state,
+	   (c ->> 'changes_behind')::bigint = v.changes_behind AS behind_as_view,
+	   (c ->> 'changes_behind')::bigint > 0 AS behind
+FROM jsonb_array_elements(ec_feed.status() -> 'consumers') c
+JOIN ec_feed.consumers v ON v.name = c ->> 'name' WHERE c ->> 'name' LIKE 'cons%' ORDER BY 1;
 
 -- pending writers: none old enough here; a prepared transaction with a
 -- tracked write is listed whatever its age
@@ -347,8 +350,10 @@ RESET lock_timeout;
 ROLLBACK PREPARED 'cons_lock';
 SELECT (s ->> 'bytes')::bigint > 0 AS bytes
 FROM jsonb_array_elements(ec_feed.status() -> 'history' -> 'segments') s WHERE s ->> 'table' = 'ec_feed.history';
--- _segment_usage reads only ec_feed's tables
+-- _segment_usage reads only ec_feed's tables; a segment dropped after
+-- status() read the catalog: NULLs
 SELECT cons_try($$SELECT ec_feed._segment_usage('cons_items')$$);
+SELECT * FROM ec_feed._segment_usage(0);
 
 ------------------------------------------------------------------------
 -- clean up
