@@ -329,25 +329,44 @@ ec_feed_register_consumer(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(cursor_text));
 }
 
+/* A consumer's row as ack() and unregister_consumer() read it. */
+typedef struct StoredConsumer
+{
+	EcPosition	pos;			/* seen, pending, last */
+	bool		dropped;
+	bool		refresh_due;	/* acked_at old enough to be renewed */
+} StoredConsumer;
+
 /*
- * Lock the consumer's row and check that the caller (the user before the
- * switch to the table's owner) may manage it. Returns whether it was
- * dropped; fills *stored with its position. Runs as the table's owner.
+ * Read the consumer's row, locked (FOR NO KEY UPDATE) or not, and check
+ * that the caller (the user before the switch to the table's owner) may
+ * act on it. Runs as the table's owner.
+ *
+ * acked_at of a consumer that acknowledges its own position again is
+ * renewed once it is older than a minute (or half of retention_max, when
+ * that is shorter): often enough that retention_max does not drop an idle
+ * consumer, rarely enough that an idle polling loop does not write on
+ * every ack.
  */
-static bool
-lock_consumer(const char *name, Oid caller, EcPosition *stored)
+static void
+read_consumer(const char *name, Oid caller, bool lock, StoredConsumer *stored)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		args[1];
 	HeapTuple	tuple;
 	TupleDesc	desc;
 	bool		isnull;
-	bool		dropped;
 
 	args[0] = CStringGetTextDatum(name);
-	if (SPI_execute_with_args("SELECT owner::oid, pos_seen, pos_pending, pos_last, "
-							  "dropped_at IS NOT NULL "
-							  "FROM ec_feed.consumer WHERE name = $1 FOR NO KEY UPDATE",
+	if (SPI_execute_with_args(lock ?
+							  "SELECT c.owner::oid, c.pos_seen, c.pos_pending, c.pos_last, "
+							  "c.dropped_at IS NOT NULL, c.acked_at < pg_catalog.now() - "
+							  "LEAST(interval '1 minute', (SELECT s.retention_max FROM ec_feed._settings() s) / 2) "
+							  "FROM ec_feed.consumer c WHERE c.name = $1 FOR NO KEY UPDATE" :
+							  "SELECT c.owner::oid, c.pos_seen, c.pos_pending, c.pos_last, "
+							  "c.dropped_at IS NOT NULL, c.acked_at < pg_catalog.now() - "
+							  "LEAST(interval '1 minute', (SELECT s.retention_max FROM ec_feed._settings() s) / 2) "
+							  "FROM ec_feed.consumer c WHERE c.name = $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "reading ec_feed.consumer failed");
 	if (SPI_processed == 0)
@@ -357,12 +376,36 @@ lock_consumer(const char *name, Oid caller, EcPosition *stored)
 	check_manage(name, DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull)), caller);
 	if (stored != NULL)
 	{
-		stored->seen = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-		stored->pending = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
-		stored->last = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+		stored->pos.seen = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+		stored->pos.pending = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
+		stored->pos.last = DatumGetInt64(SPI_getbinval(tuple, desc, 4, &isnull));
+		stored->dropped = DatumGetBool(SPI_getbinval(tuple, desc, 5, &isnull));
+		stored->refresh_due = DatumGetBool(SPI_getbinval(tuple, desc, 6, &isnull)) && !isnull;
 	}
-	dropped = DatumGetBool(SPI_getbinval(tuple, desc, 5, &isnull));
-	return dropped;
+}
+
+/*
+ * What ack() must write: the new cursor (forward), acked_at alone (the
+ * same position with nothing newer handed out, due for renewal, or a
+ * dropped consumer to resume), or nothing.
+ */
+typedef enum AckAction
+{
+	ACK_NOTHING,
+	ACK_FORWARD,
+	ACK_RENEW
+} AckAction;
+
+static AckAction
+ack_action(const EcPosition *pos, const StoredConsumer *stored)
+{
+	if (position_after(pos, &stored->pos))
+		return ACK_FORWARD;
+	if (stored->dropped ||
+		(stored->refresh_due && !position_after(&stored->pos, pos) &&
+		 pos->version >= ec_feed_last_version()))
+		return ACK_RENEW;
+	return ACK_NOTHING;
 }
 
 PG_FUNCTION_INFO_V1(ec_feed_ack);
@@ -371,10 +414,13 @@ PG_FUNCTION_INFO_V1(ec_feed_ack);
  * ec_feed.ack(name text, cursor text) returns void
  *
  * The consumer has processed everything up to the cursor. Forward only: a
- * cursor not after the stored one changes nothing. The row lock orders
- * concurrent acks; in READ COMMITTED the later one compares with what the
- * earlier one stored. A dropped consumer whose cursor is still retained is
- * registered again (EC001 when it is not).
+ * cursor not after the stored one changes nothing. An ack that moves the
+ * cursor locks the consumer's row and compares again once it holds the
+ * lock, so of concurrent acks the older one never overwrites the newer (in
+ * READ COMMITTED; REPEATABLE READ fails with a serialization error). One
+ * that moves nothing only reads: the stored cursor never moves back, so
+ * what it read stays true. A dropped consumer whose cursor is still
+ * retained is resumed (EC001 when it is not).
  */
 Datum
 ec_feed_ack(PG_FUNCTION_ARGS)
@@ -383,10 +429,9 @@ ec_feed_ack(PG_FUNCTION_ARGS)
 	char	   *cursor_text;
 	EcCursor	cursor;
 	EcPosition	pos;
-	EcPosition	stored;
+	StoredConsumer stored;
 	OwnerSpi	owner;
-	bool		dropped;
-	bool		forward;
+	AckAction	action;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -399,46 +444,44 @@ ec_feed_ack(PG_FUNCTION_ARGS)
 	cursor_position(&cursor, &pos);
 
 	spi_as_owner_begin(&owner);
-	dropped = lock_consumer(name, owner.save_userid, &stored);
-	if (dropped)
-		check_retained(&cursor);
-	forward = position_after(&pos, &stored);
-	if (forward)
+	read_consumer(name, owner.save_userid, false, &stored);
+	if (ack_action(&pos, &stored) != ACK_NOTHING)
 	{
-		Oid			argtypes[7] = {TEXTOID, TEXTOID, XID8OID, INT8OID, BOOLOID, INT8OID, INT8OID};
-		Datum		args[7];
+		read_consumer(name, owner.save_userid, true, &stored);
+		if (stored.dropped)
+			check_retained(&cursor);
+		action = ack_action(&pos, &stored);
+		if (action == ACK_FORWARD)
+		{
+			Oid			argtypes[7] = {TEXTOID, TEXTOID, XID8OID, INT8OID, BOOLOID, INT8OID, INT8OID};
+			Datum		args[7];
 
-		args[0] = CStringGetTextDatum(name);
-		args[1] = CStringGetTextDatum(cursor_text);
-		args[2] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.horizon));
-		args[3] = Int64GetDatum(pos.seen);
-		args[4] = BoolGetDatum(pos.pending);
-		args[5] = Int64GetDatum(pos.last);
-		args[6] = Int64GetDatum(pos.version);
-		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET cursor = $2, horizon = $3, "
-								  "pos_seen = $4, pos_pending = $5, pos_last = $6, pos_version = $7, "
-								  "acked_at = pg_catalog.now(), dropped_at = NULL, drop_reason = NULL "
-								  "WHERE name = $1",
-								  7, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "updating ec_feed.consumer failed");
-	}
-	else if (dropped ||
-			 (!position_after(&stored, &pos) && pos.version >= ec_feed_last_version()))
-	{
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		args[1];
+			args[0] = CStringGetTextDatum(name);
+			args[1] = CStringGetTextDatum(cursor_text);
+			args[2] = FullTransactionIdGetDatum(FullTransactionIdFromU64(pos.horizon));
+			args[3] = Int64GetDatum(pos.seen);
+			args[4] = BoolGetDatum(pos.pending);
+			args[5] = Int64GetDatum(pos.last);
+			args[6] = Int64GetDatum(pos.version);
+			if (SPI_execute_with_args("UPDATE ec_feed.consumer SET cursor = $2, horizon = $3, "
+									  "pos_seen = $4, pos_pending = $5, pos_last = $6, pos_version = $7, "
+									  "acked_at = pg_catalog.now(), dropped_at = NULL, drop_reason = NULL "
+									  "WHERE name = $1",
+									  7, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "updating ec_feed.consumer failed");
+		}
+		else if (action == ACK_RENEW)
+		{
+			Oid			argtypes[1] = {TEXTOID};
+			Datum		args[1];
 
-		/*
-		 * The same position, with nothing after it: an idle consumer that
-		 * is caught up stays alive (retention_max drops consumers whose
-		 * acked_at is old). A dropped one is resumed: its own cursor is not
-		 * older than this one, so it is retained too.
-		 */
-		args[0] = CStringGetTextDatum(name);
-		if (SPI_execute_with_args("UPDATE ec_feed.consumer SET acked_at = pg_catalog.now(), "
-								  "dropped_at = NULL, drop_reason = NULL WHERE name = $1",
-								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "updating ec_feed.consumer failed");
+			/* a dropped consumer's own cursor is not older than this one: retained too */
+			args[0] = CStringGetTextDatum(name);
+			if (SPI_execute_with_args("UPDATE ec_feed.consumer SET acked_at = pg_catalog.now(), "
+									  "dropped_at = NULL, drop_reason = NULL WHERE name = $1",
+									  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "updating ec_feed.consumer failed");
+		}
 	}
 	spi_as_owner_end(&owner);
 
@@ -461,7 +504,7 @@ ec_feed_unregister_consumer(PG_FUNCTION_ARGS)
 	Datum		args[1];
 
 	spi_as_owner_begin(&owner);
-	(void) lock_consumer(name, owner.save_userid, NULL);
+	read_consumer(name, owner.save_userid, true, NULL);
 	args[0] = CStringGetTextDatum(name);
 	if (SPI_execute_with_args("DELETE FROM ec_feed.consumer WHERE name = $1",
 							  1, argtypes, args, NULL, false, 0) != SPI_OK_DELETE)

@@ -269,6 +269,20 @@ SELECT c.name, c.changes_behind > 0 AS behind, c.lag > interval '0' OR c.changes
 FROM ec_feed.consumers c WHERE c.name LIKE 'cons%' ORDER BY c.name;
 SELECT ec_feed.ack('cons_b', ec_feed.cursor_now());
 SELECT changes_behind, lag FROM ec_feed.consumers WHERE name = 'cons_b';
+-- An idle consumer that is caught up and acks its own position again keeps
+-- acked_at fresh (else retention_max would drop it), once it is older than
+-- a minute; a consumer with changes waiting does not.
+BEGIN;
+SELECT ec_feed.cursor_now() AS cons_idle \gset
+SELECT ec_feed.ack('cons_b', :'cons_idle');
+UPDATE ec_feed.consumer SET acked_at = now() - interval '1 hour' WHERE name = 'cons_b';
+SELECT ec_feed.ack('cons_b', :'cons_idle');
+SELECT acked_at = now() AS renewed, cursor = :'cons_idle' AS same_cursor FROM ec_feed.consumers WHERE name = 'cons_b';
+UPDATE ec_feed.consumer SET acked_at = now() - interval '1 hour' WHERE name = 'cons_b';
+INSERT INTO cons_items VALUES (22, 'twenty-two');
+SELECT ec_feed.ack('cons_b', :'cons_idle');
+SELECT acked_at = now() AS renewed, changes_behind > 0 AS behind FROM ec_feed.consumers WHERE name = 'cons_b';
+ROLLBACK;
 
 ------------------------------------------------------------------------
 -- ec_feed.status(): the shape of the document (its values vary)
