@@ -402,7 +402,7 @@ ec_not_consistent(const char *reason, const char *consumer, const char *suggesti
 
 static void
 not_consistent(const char *reason, const char *suggestion, int retry_after_ms,
-					const char *hint)
+			   const char *hint)
 {
 	ec_not_consistent(reason, NULL, suggestion, retry_after_ms, hint);
 }
