@@ -130,7 +130,10 @@ BEGIN
 		SET dropped_at = now(),
 			drop_reason = format('its acknowledged position did not advance for longer than ec_feed.retention_max (%s)',
 								 cfg.retention_max)
-		WHERE c.dropped_at IS NULL AND c.acked_at < now() - cfg.retention_max;
+		WHERE c.name IN (SELECT d.name FROM ec_feed.consumer d
+						 WHERE d.dropped_at IS NULL AND d.acked_at < now() - cfg.retention_max
+						 -- one being acked right now is not stale
+						 FOR UPDATE SKIP LOCKED);
 	END IF;
 
 	-- published marks: a standby needs only the newest it has replayed
