@@ -19,4 +19,7 @@ extern bool ec_mark_covers(const EcMark *m, const EcMark *p);
 extern bool ec_newest_published_mark(EcMark *mark, const EcMark *prev, Snapshot snap);
 extern bool ec_mark_replayed(const EcMark *m);
 
+/* publisher.c */
+extern void ec_register_publishers(void);
+
 #endif							/* EC_FEED_PUBLISH_H */

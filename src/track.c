@@ -424,6 +424,7 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	ec_define_settings();
+	ec_register_publishers();
 	MarkGUCPrefixReserved("ec_feed");
 	RegisterXactCallback(forget_pending_deletes, NULL);
 }
