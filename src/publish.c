@@ -70,8 +70,6 @@
 #define Anum_mark_xip		7	/* snap_xip */
 #define Anum_mark_published_at	8
 
-int			ec_publish_interval_ms = 100;
-
 static TimestampTz last_published = 0;
 
 /* Is there a table of published marks (0.3.0)? */

@@ -10,8 +10,6 @@
 
 #include "ec_feed.h"
 
-extern int	ec_publish_interval_ms;
-
 extern bool ec_publish(const EcMark *mark);
 extern bool ec_publish_due(void);
 extern void ec_publish_if_due(void);

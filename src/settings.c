@@ -16,13 +16,13 @@
 #include "utils/timestamp.h"
 
 #include "ec_feed.h"
-#include "publish.h"
 
 int			ec_retention_min_s = 3600;
 int			ec_retention_max_s = 7 * 24 * 3600;
 int			ec_segment_rows = 1000000;
 int			ec_segment_period_s = 600;
 int			ec_pending_warn_s = 60;
+int			ec_publish_interval_ms = 100;
 
 void
 ec_define_settings(void)
