@@ -263,6 +263,14 @@ CREATE FUNCTION ec_feed.publish_mark() RETURNS void
 AS 'MODULE_PATHNAME', 'ec_feed_publish_mark' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION ec_feed.publish_mark() FROM PUBLIC;
 
+-- read() gets wait_ms: a page with nothing new waits for a commit
+DROP FUNCTION ec_feed.read(text, int, regclass[]);
+CREATE FUNCTION ec_feed.read(after text DEFAULT NULL, max_rows int DEFAULT 1000,
+	rels regclass[] DEFAULT NULL, wait_ms int DEFAULT 0)
+RETURNS TABLE(cursor text, op text, rel regclass, key jsonb, version bigint, xid xid8, data jsonb, changed text[])
+AS 'MODULE_PATHNAME', 'ec_feed_read'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
 ------------------------------------------------------------------------
 -- operations: consumers, status
 ------------------------------------------------------------------------
