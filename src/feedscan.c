@@ -18,6 +18,12 @@
  * transaction (G4); an open transaction hides only its own rows (G2); all
  * rows of a transaction enter the same delta (G5) and exactly one (G1).
  *
+ * The history is a series of segments (segment.c), each with the same
+ * indexes: each stream reads one segment, and the merge covers every segment
+ * that may hold a row of the delta (a frozen one whose newest writer is below
+ * prev.xmin holds none; below prev.nxt, none of (b)). A transaction's rows are
+ * in one segment, but nothing here relies on it: (a) is probed per segment.
+ *
  * The history is read with a snapshot taken after cur, so rows of aborted
  * transactions and rolled-back subtransactions are invisible; the stored
  * top-level xid is then tested against cur's snapshot. Rows of tables the
