@@ -322,6 +322,26 @@ sub check_restored
 	$open->quit;
 	is(sqlstate($node, $db, "SELECT ec_feed.token_status('$tp')"), '22023',
 		"$label: and rolled back, it names a write that was rolled back");
+
+	# consumers (issue 5), once they are built: registered anew, they follow
+	# the new writes; an old cluster's cursor cannot start one
+	if ($q->(q{SELECT to_regprocedure('ec_feed.register_consumer(text,text)') IS NOT NULL}) ne 't')
+	{
+		note("$label: no ec_feed.register_consumer() yet, consumers not checked");
+		return;
+	}
+	is(sqlstate($node, $db, "SELECT ec_feed.register_consumer('from_old', '$old_cursor')"), 'EC002',
+		"$label: a consumer cannot start from an old cluster's cursor");
+	my $c = $q->(q{SELECT ec_feed.register_consumer('after_restore')});
+	$q->(q{INSERT INTO items VALUES (101, 'for the consumer', 1)});
+	is( $q->(qq{SELECT string_agg(op || ':' || (key->>'id'), ',' ORDER BY version)
+			FROM ec_feed.read('$c') WHERE op <> 'progress'}),
+		'insert:101', "$label: a consumer registered after the restore gets the new write");
+	my $p = $q->(qq{SELECT cursor FROM ec_feed.read('$c') WHERE op = 'progress'});
+	is(sqlstate($node, $db, "SELECT ec_feed.ack('after_restore', '$p')"), 'ok',
+		"$label: and acknowledges it");
+	$q->(q{DELETE FROM items WHERE id = 101});
+	$q->(q{SELECT ec_feed.unregister_consumer('after_restore')});
 	return;
 }
 
