@@ -570,3 +570,19 @@ COMMENT ON FUNCTION ec_feed.status() IS
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------
+
+-- The restore fence (src/catalog.c): row versions at or below its value
+-- were not written in this database (they came with pg_restore), so their
+-- ec_xid names a transaction of another database's counter and is never
+-- read; their tokens say so. The first row write after CREATE EXTENSION
+-- sets it. It is a member of the extension but deliberately not marked
+-- with pg_extension_config_dump: a restore must start with it unset, while
+-- pg_upgrade, which carries every member sequence's value, keeps it.
+CREATE SEQUENCE ec_feed.restore_fence MINVALUE 0 START 0 CACHE 1;
+-- tokens are made by every role (pg_sequence_last_value() needs SELECT)
+GRANT SELECT ON SEQUENCE ec_feed.restore_fence TO PUBLIC;
+-- Updated in place: every row was written in this database. (A new install
+-- runs this script too; it has drawn no version yet, so the fence stays
+-- unset until the first write.)
+SELECT pg_catalog.setval('ec_feed.restore_fence', 0, true)
+WHERE pg_catalog.pg_sequence_last_value('ec_feed.change_seq') IS NOT NULL;
