@@ -5,10 +5,13 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "executor/tuptable.h"
 #include "catalog/pg_class.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
@@ -299,4 +302,37 @@ ec_feed_fence_adopt(void)
 		fence_known = true;
 	}
 	UnlockRelationOid(seqid, ShareUpdateExclusiveLock);
+}
+
+/*
+ * Insert a tuple into one of ec_feed's own tables (the history's segments,
+ * the published marks) with the heap and index access methods directly: the
+ * row trigger is the hot path. Their indexes are on plain columns, no
+ * expressions or predicates; unique ones are checked.
+ */
+void
+ec_insert_tuple(Relation rel, HeapTuple tuple)
+{
+	TupleTableSlot *slot;
+	List	   *indexes;
+	ListCell   *lc;
+
+	simple_heap_insert(rel, tuple);
+	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+	ExecStoreHeapTuple(tuple, slot, false);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		IndexInfo  *info = BuildIndexInfo(index);
+		Datum		ivalues[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+
+		FormIndexDatum(info, slot, NULL, ivalues, inulls);
+		ec_index_insert(index, ivalues, inulls, &tuple->t_self, rel,
+						info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, info);
+		index_close(index, RowExclusiveLock);
+	}
+	list_free(indexes);
+	ExecDropSingleTupleTableSlot(slot);
 }

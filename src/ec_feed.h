@@ -70,6 +70,7 @@ extern Oid	ec_feed_relid(const char *relname);
 extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
 extern bool ec_history_since(Oid relid, int64 *since);
+extern void ec_insert_tuple(Relation rel, HeapTuple tuple);
 extern bool ec_feed_fence(int64 *fence);
 extern void ec_feed_fence_adopt(void);
 
