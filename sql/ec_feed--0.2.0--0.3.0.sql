@@ -148,8 +148,10 @@ BEGIN
 			EXECUTE format('SELECT (SELECT h.xid FROM %1$s h ORDER BY h.xid DESC LIMIT 1) AS max_xid, '
 						   'min(seq) AS min_version, max(seq) AS max_version, count(*) AS row_count FROM %1$s',
 						   seg.relid) INTO stats;
+			-- the time it was seen frozen, not this transaction's start:
+			-- retention_min counts from it (a cursor taken before needs it)
 			UPDATE ec_feed.segment s
-			SET frozen_at = now(), max_xid = coalesce(stats.max_xid, '0'),
+			SET frozen_at = clock_timestamp(), max_xid = coalesce(stats.max_xid, '0'),
 				min_version = coalesce(stats.min_version, 0), max_version = coalesce(stats.max_version, 0),
 				row_count = stats.row_count
 			WHERE s.id = seg.id;
@@ -161,7 +163,7 @@ BEGIN
 	-- it), and below every registered consumer's horizon
 	FOR seg IN SELECT s.* FROM ec_feed.segment s
 			   WHERE s.frozen_at IS NOT NULL AND s.id < cur
-				 AND s.frozen_at <= now() - cfg.retention_min
+				 AND s.frozen_at <= clock_timestamp() - cfg.retention_min
 				 AND NOT EXISTS (SELECT 1 FROM ec_feed.consumer c
 								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
 			   ORDER BY s.id LOOP
