@@ -28,7 +28,6 @@ $node->append_conf('postgresql.conf', qq{
 fsync = off
 autovacuum = off
 ec_feed.segment_rows = 1
-ec_feed.retention_min = 0
 });
 $node->start;
 $node->safe_psql('postgres', q{
