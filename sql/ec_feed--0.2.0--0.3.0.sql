@@ -192,8 +192,11 @@ BEGIN
 	IF last_version > seg.start_version
 	   AND (force OR last_version - seg.start_version >= cfg.segment_rows
 			OR seg.created_at <= now() - cfg.segment_period)
+	   -- the spare's row is visible: its creator committed, unless it is
+	   -- this transaction ('in progress'); NULL is a creator too old for
+	   -- the commit log (a long quiet spell), committed long ago
 	   AND EXISTS (SELECT 1 FROM ec_feed.segment s
-				   WHERE s.id = cur + 1 AND pg_xact_status(s.created_by) = 'committed') THEN
+				   WHERE s.id = cur + 1 AND coalesce(pg_xact_status(s.created_by), 'committed') = 'committed') THEN
 		PERFORM setval('ec_feed.segment_current', cur + 1);
 		UPDATE ec_feed.segment s SET created_at = now(), start_version = last_version WHERE s.id = cur + 1;
 		UPDATE ec_feed.segment s SET closed_at = now(), closed_by = pg_current_xact_id(), closed_nxt = ec_feed._next_xid()
