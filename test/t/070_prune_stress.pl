@@ -49,7 +49,7 @@ use Time::HiRes qw(time sleep);
 my $seconds = $ENV{EC_PRUNE_SECONDS} || 40;
 my $seed = $ENV{EC_PRUNE_SEED} || (time() ^ $$) % 1000000;
 srand($seed);
-note "seed $seed (EC_PRUNE_SEED), $seconds s of writes (EC_PRUNE_SECONDS)";
+diag "070_prune_stress: seed $seed (EC_PRUNE_SEED), $seconds s of writes (EC_PRUNE_SECONDS)";
 
 my $segment_rows = 300;
 my $retention = 5;
