@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Pruning's cost to writers (issue 7): pgbench single-row UPDATEs of a
 # tracked table at CLIENTS clients, without pruning (the history grows in one
-# segment) and with a concurrent loop calling ec_feed.prune() every 10 ms on
-# tiny segments (rotation, freeze and DROP of a whole segment every few
-# seconds), runs interleaved; the tps ratio (with / without) per round and
-# its median, the prune call's latency; then a longer run with the loop, the
-# history's rows and bytes sampled every 5 s (they must level off).
+# segment) and with a concurrent loop calling ec_feed.prune() every
+# PRUNE_SLEEP_MS ms on tiny segments (rotation, freeze and DROP of a whole
+# segment every few seconds), runs interleaved; the tps ratio (with /
+# without) per round and its median, the prune call's latency; then a longer
+# run with the loop, the history's rows and bytes sampled every 5 s (they
+# must level off).
 #
 # Usage (as root, after `make install`; pg_config on PATH):
 #   bash test/bench/prune.sh [seconds per run]
 # Settings: CLIENTS (4), REPS (3 rounds), LONG (60 s), SEG_ROWS (2000),
-#   RETENTION (2 s; segment_period is 1 s)
+#   RETENTION (2 s; segment_period is 1 s), PRUNE_SLEEP_MS (10: the loop's
+#   pause between calls; 1000 is what one reader's read()s do by themselves)
 # Not run by CI. Commits are not what is measured: synchronous_commit=off.
 set -euo pipefail
 secs=${1:-10}
@@ -19,6 +21,7 @@ reps=${REPS:-3}
 long=${LONG:-60}
 seg_rows=${SEG_ROWS:-2000}
 retention=${RETENTION:-2}
+pause=${PRUNE_SLEEP_MS:-10}
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster prune 5604 -c synchronous_commit=off
 
@@ -55,7 +58,7 @@ END
 SQL
 
 printf '%s\n' '\set id random(1, 10000)' 'UPDATE bench SET qty = qty + 1 WHERE id = :id;' >"$dir/update.sql"
-printf '%s\n' 'SELECT ec_feed.prune();' '\sleep 10 ms' >"$dir/prune.sql"
+printf '%s\n' 'SELECT ec_feed.prune();' "\\sleep $pause ms" >"$dir/prune.sql"
 chown postgres "$dir"/*.sql
 
 # settle: drop what is due, so that each run starts from a short history
@@ -78,7 +81,7 @@ run() {
 	[ -z "$pid" ] || wait "$pid"
 }
 
-echo "==> $clients clients, single-row UPDATE, $secs s per run, $reps rounds; segment_rows $seg_rows, segment_period 1 s, retention_min $retention s"
+echo "==> $clients clients, single-row UPDATE, $secs s per run, $reps rounds; segment_rows $seg_rows, segment_period 1 s, retention_min $retention s, prune() every $pause ms"
 ratios=
 prune_ms=
 printf '%-6s %12s %12s %8s %16s\n' round without with ratio "prune() ms"
