@@ -156,8 +156,10 @@ BEGIN
 			EXECUTE format('SELECT (SELECT h.xid FROM %1$s h ORDER BY h.xid DESC LIMIT 1) AS max_xid, '
 						   'min(seq) AS min_version, max(seq) AS max_version, count(*) AS row_count FROM %1$s',
 						   seg.relid) INTO stats;
+			-- the time it was seen frozen, not this transaction's start:
+			-- retention_min counts from it (a cursor taken before needs it)
 			UPDATE ec_feed.segment s
-			SET frozen_at = now(), max_xid = coalesce(stats.max_xid, '0'),
+			SET frozen_at = clock_timestamp(), max_xid = coalesce(stats.max_xid, '0'),
 				min_version = coalesce(stats.min_version, 0), max_version = coalesce(stats.max_version, 0),
 				row_count = stats.row_count
 			WHERE s.id = seg.id;
@@ -169,7 +171,7 @@ BEGIN
 	-- it), and below every registered consumer's horizon
 	FOR seg IN SELECT s.* FROM ec_feed.segment s
 			   WHERE s.frozen_at IS NOT NULL AND s.id < cur
-				 AND s.frozen_at <= now() - cfg.retention_min
+				 AND s.frozen_at <= clock_timestamp() - cfg.retention_min
 				 AND NOT EXISTS (SELECT 1 FROM ec_feed.consumer c
 								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
 			   ORDER BY s.id LOOP
@@ -198,8 +200,11 @@ BEGIN
 	IF last_version > seg.start_version
 	   AND (force OR last_version - seg.start_version >= cfg.segment_rows
 			OR seg.created_at <= now() - cfg.segment_period)
+	   -- the spare's row is visible: its creator committed, unless it is
+	   -- this transaction ('in progress'); NULL is a creator too old for
+	   -- the commit log (a long quiet spell), committed long ago
 	   AND EXISTS (SELECT 1 FROM ec_feed.segment s
-				   WHERE s.id = cur + 1 AND pg_xact_status(s.created_by) = 'committed') THEN
+				   WHERE s.id = cur + 1 AND coalesce(pg_xact_status(s.created_by), 'committed') = 'committed') THEN
 		PERFORM setval('ec_feed.segment_current', cur + 1);
 		UPDATE ec_feed.segment s SET created_at = now(), start_version = last_version WHERE s.id = cur + 1;
 		UPDATE ec_feed.segment s SET closed_at = now(), closed_by = pg_current_xact_id(), closed_nxt = ec_feed._next_xid()
