@@ -27,7 +27,7 @@ CREATE TABLE ec_feed.segment (
 	start_version bigint NOT NULL,	-- last version handed out when it became current
 	closed_at timestamptz,			-- when the next segment became current
 	closed_by xid8,					-- the transaction that made it so
-	closed_nxt xid8,				-- next xid, read after closed_by committed:
+	closed_nxt xid8,				-- next xid, read after the sequence moved on:
 									-- every writer of the segment is below it
 	frozen_at timestamptz,			-- first seen with every writer ended
 	max_xid xid8,					-- set when frozen: the newest writer's xid,
@@ -174,6 +174,11 @@ BEGIN
 				 AND s.frozen_at <= clock_timestamp() - cfg.retention_min
 				 AND NOT EXISTS (SELECT 1 FROM ec_feed.consumer c
 								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
+				 -- read earlier in this very transaction (a function that reads
+				 -- page after page): its next page may need it
+				 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+								 WHERE l.locktype = 'relation' AND l.relation = s.relid
+								   AND l.pid = pg_catalog.pg_backend_pid())
 			   ORDER BY s.id LOOP
 		BEGIN
 			-- a reader still on it: next time
