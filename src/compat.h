@@ -70,4 +70,9 @@
 	object_aclcheck(NamespaceRelationId, (nsp_oid), (roleid), (mode))
 #endif
 
+/* PostgreSQL 18 replaced the pg_attribute_noreturn() suffix by a pg_noreturn prefix */
+#if PG_VERSION_NUM < 180000
+#define pg_noreturn pg_attribute_noreturn()
+#endif
+
 #endif							/* EC_FEED_COMPAT_H */

@@ -20,8 +20,8 @@ extern bool ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, int max_ste
 						  long *waited_ms);
 extern const char *ec_pending_reason(void);
 extern int	ec_retry_after(long waited_ms);
-extern void ec_not_consistent(const char *reason, const char *consumer,
+pg_noreturn extern void ec_not_consistent(const char *reason, const char *consumer,
 							  const char *suggestion, int retry_after_ms,
-							  const char *hint) pg_attribute_noreturn();
+							  const char *hint);
 
 #endif							/* EC_VISIBILITY_H */
