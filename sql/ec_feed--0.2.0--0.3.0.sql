@@ -114,6 +114,7 @@ DECLARE
 	removed bigint := 0;
 	changed boolean := false;
 	last_version bigint;
+	read_here oid[];
 BEGIN
 	-- one at a time; another caller skips, nothing waits
 	BEGIN
@@ -123,6 +124,10 @@ BEGIN
 	END;
 	cfg := ec_feed._settings();
 	cur := coalesce(pg_sequence_last_value('ec_feed.segment_current'), 0);
+	-- the segments this transaction read before (freezing below reads some)
+	read_here := ARRAY(SELECT l.relation FROM pg_catalog.pg_locks l
+					   WHERE l.locktype = 'relation' AND l.pid = pg_catalog.pg_backend_pid()
+						 AND l.relation IN (SELECT s.relid FROM ec_feed.segment s));
 
 	-- a consumer whose position has not moved for retention_max is dropped
 	IF cfg.retention_max IS NOT NULL THEN
@@ -176,9 +181,7 @@ BEGIN
 								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
 				 -- read earlier in this very transaction (a function that reads
 				 -- page after page): its next page may need it
-				 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-								 WHERE l.locktype = 'relation' AND l.relation = s.relid
-								   AND l.pid = pg_catalog.pg_backend_pid())
+				 AND s.relid::oid <> ALL (read_here)
 			   ORDER BY s.id LOOP
 		BEGIN
 			-- a reader still on it: next time

@@ -38,7 +38,7 @@ SELECT pg_sleep(1.2);
 UPDATE pc SET v = 1 WHERE id = 1;
 SELECT cursor AS live_end2 FROM ec_feed.read(:'live_end', 100) WHERE op = 'progress' \gset
 SELECT ec_feed.ack('pc_live', :'live_end2');
-SELECT ec_feed.prune() AS removed;
+SELECT ec_feed.prune() >= 4 AS removed_at_least_the_inserts;
 SELECT name, state, drop_reason IS NOT NULL AS has_reason FROM ec_feed.consumers ORDER BY name;
 SELECT count(*) AS inserts_segment_left FROM ec_feed.segment WHERE id = :seg;
 
