@@ -82,6 +82,68 @@ REVOKE ALL ON ec_feed.consumer FROM PUBLIC;
 -- adoption: uninstall, comments, errors, guardrails
 ------------------------------------------------------------------------
 
+-- Stops tracking every table (uninstall, issue 15.1): for each table that
+-- carries one of ec_feed's triggers or is registered, drops those triggers
+-- and gives the managed columns the defaults untrack() gives them (0), so
+-- that plain INSERTs keep working once the extension is gone; forgets the
+-- registrations, those of dropped tables too. Returns the tables untracked.
+-- Needs ownership of each (ALTER TABLE).
+CREATE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	g name;
+BEGIN
+	FOR r IN
+		SELECT t.relid FROM ec_feed.tracked_rel t
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
+		UNION
+		SELECT t.tgrelid::regclass FROM pg_trigger t
+		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+						   'ec_feed.truncate_guard()'::regprocedure)
+		ORDER BY 1
+	LOOP
+		PERFORM ec_feed._check_owner(r);
+		FOR g IN
+			SELECT t.tgname FROM pg_trigger t
+			WHERE t.tgrelid = r
+			  AND t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+							   'ec_feed.truncate_guard()'::regprocedure)
+			ORDER BY t.tgname
+		LOOP
+			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
+		END LOOP;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
+		END IF;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_xid'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_xid SET DEFAULT ''0''', r);
+		END IF;
+		DELETE FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		RETURN NEXT r;
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t
+	WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
+END;
+$$;
+
+-- Before DROP EXTENSION ec_feed (or DROP SCHEMA ec_feed): with CASCADE,
+-- untrack_all() first, so that the tables keep working without the
+-- extension (CASCADE alone would drop the triggers and leave the managed
+-- columns NOT NULL without a default: every plain INSERT would fail);
+-- without it, a clear error naming the tracked tables instead of a list of
+-- dependent triggers. The statement's parse tree is read in C (track.c).
+CREATE FUNCTION ec_feed._before_drop() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'ec_feed_before_drop'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION ec_feed._before_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_before_drop ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+	EXECUTE FUNCTION ec_feed._before_drop();
+
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------
