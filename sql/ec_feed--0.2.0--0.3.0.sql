@@ -33,7 +33,8 @@ CREATE TABLE ec_feed.segment (
 	max_xid xid8,					-- set when frozen: the newest writer's xid,
 	min_version bigint,				-- the lowest and highest version,
 	max_version bigint,
-	row_count bigint				-- and how many changes it holds
+	row_count bigint,				-- and how many changes it holds
+	created_by xid8					-- the transaction that created its table
 );
 REVOKE ALL ON ec_feed.segment FROM PUBLIC;
 GRANT SELECT ON ec_feed.segment TO PUBLIC;
@@ -54,23 +55,194 @@ REVOKE ALL ON ec_feed.pruned FROM PUBLIC;
 GRANT SELECT ON ec_feed.pruned TO PUBLIC;
 INSERT INTO ec_feed.pruned DEFAULT VALUES;
 
--- Runs the pruning that is due when the caller is not inside a transaction
--- block (ack, read); replaced below by the real one.
+-- Names the current segment. Not transactional: it moves only to a segment
+-- whose table a committed transaction created (see src/segment.c).
+CREATE SEQUENCE ec_feed.segment_current MINVALUE 0 START 0 CACHE 1;
+-- every writer reads it (pg_sequence_last_value() needs SELECT)
+GRANT SELECT ON SEQUENCE ec_feed.segment_current TO PUBLIC;
+
+CREATE FUNCTION ec_feed._next_xid() RETURNS xid8
+AS 'MODULE_PATHNAME', 'ec_feed_next_xid' LANGUAGE C VOLATILE;
+CREATE FUNCTION ec_feed._oldest_running_xid() RETURNS xid8
+AS 'MODULE_PATHNAME', 'ec_feed_oldest_running_xid' LANGUAGE C VOLATILE;
+CREATE FUNCTION ec_feed._segments_changed() RETURNS void
+AS 'MODULE_PATHNAME', 'ec_feed_segments_changed' LANGUAGE C VOLATILE;
+CREATE FUNCTION ec_feed._maintenance_due() RETURNS boolean
+AS 'MODULE_PATHNAME', 'ec_feed_maintenance_due' LANGUAGE C VOLATILE;
+CREATE FUNCTION ec_feed._check_retained(cursor text) RETURNS void
+AS 'MODULE_PATHNAME', 'ec_feed_check_retained' LANGUAGE C STRICT STABLE;
+CREATE FUNCTION ec_feed._oldest_cursor() RETURNS text
+AS 'MODULE_PATHNAME', 'ec_feed_oldest_cursor' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION ec_feed._next_xid(), ec_feed._oldest_running_xid(),
+	ec_feed._segments_changed(), ec_feed._maintenance_due() FROM PUBLIC;
+
+-- A new segment table, like ec_feed.history, member of the extension (so
+-- that pg_dump leaves it out, as it does the history).
+CREATE FUNCTION ec_feed._create_segment(id integer) RETURNS regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	name text := 'history_' || id;
+	rel regclass;
+BEGIN
+	EXECUTE format('CREATE TABLE ec_feed.%I (seq bigint NOT NULL, xid xid8 NOT NULL, relid oid NOT NULL, '
+				   'op "char" NOT NULL, key jsonb NOT NULL, data jsonb NOT NULL, changed text[], '
+				   'prev_version bigint, CONSTRAINT %I PRIMARY KEY (seq))', name, name || '_pkey');
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (xid, seq)', name || '_xid_seq_idx', name);
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (relid, key, seq)', name || '_rel_key_idx', name);
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (relid, seq)', name || '_rel_seq_idx', name);
+	EXECUTE format('REVOKE ALL ON ec_feed.%I FROM PUBLIC', name);
+	rel := format('ec_feed.%I', name)::regclass;
+	EXECUTE format('ALTER EXTENSION ec_feed ADD TABLE %s', rel);
+	INSERT INTO ec_feed.segment (id, relid, start_version, created_by)
+	VALUES (id, rel, 0, pg_current_xact_id());
+	RETURN rel;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._create_segment(integer) FROM PUBLIC;
+
+-- The whole life of the segments, step by step; each step is cheap when
+-- nothing is due. Returns the number of changes removed.
+CREATE FUNCTION ec_feed._maintain(force boolean) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	cfg record;
+	cur integer;
+	seg record;
+	stats record;
+	removed bigint := 0;
+	changed boolean := false;
+	last_version bigint;
+BEGIN
+	-- one at a time; another caller skips, nothing waits
+	BEGIN
+		LOCK TABLE ec_feed.segment IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN 0;
+	END;
+	cfg := ec_feed._settings();
+	cur := coalesce(pg_sequence_last_value('ec_feed.segment_current'), 0);
+
+	-- a consumer whose position has not moved for retention_max is dropped
+	IF cfg.retention_max IS NOT NULL THEN
+		UPDATE ec_feed.consumer c
+		SET dropped_at = now(),
+			drop_reason = format('its acknowledged position did not advance for longer than ec_feed.retention_max (%s)',
+								 cfg.retention_max)
+		WHERE c.dropped_at IS NULL AND c.acked_at < now() - cfg.retention_max;
+	END IF;
+
+	-- closed: the sequence moved past it before this next xid was read, so
+	-- every transaction that writes into it has a lower xid
+	UPDATE ec_feed.segment s SET closed_at = coalesce(s.closed_at, now()), closed_nxt = ec_feed._next_xid()
+	WHERE s.id < cur AND s.closed_nxt IS NULL;
+
+	-- frozen: no transaction below closed_nxt is running, so a new snapshot
+	-- (one per statement: READ COMMITTED only) sees all its rows
+	IF current_setting('transaction_isolation') = 'read committed' THEN
+		FOR seg IN SELECT s.id, s.relid FROM ec_feed.segment s
+				   WHERE s.frozen_at IS NULL AND s.closed_nxt IS NOT NULL
+					 AND s.closed_nxt <= ec_feed._oldest_running_xid()
+				   ORDER BY s.id LOOP
+			EXECUTE format('SELECT (SELECT h.xid FROM %1$s h ORDER BY h.xid DESC LIMIT 1) AS max_xid, '
+						   'min(seq) AS min_version, max(seq) AS max_version, count(*) AS row_count FROM %1$s',
+						   seg.relid) INTO stats;
+			UPDATE ec_feed.segment s
+			SET frozen_at = now(), max_xid = coalesce(stats.max_xid, '0'),
+				min_version = coalesce(stats.min_version, 0), max_version = coalesce(stats.max_version, 0),
+				row_count = stats.row_count
+			WHERE s.id = seg.id;
+			changed := true;
+		END LOOP;
+	END IF;
+
+	-- dropped: frozen for retention_min (a cursor taken since needs none of
+	-- it), and below every registered consumer's horizon
+	FOR seg IN SELECT s.* FROM ec_feed.segment s
+			   WHERE s.frozen_at IS NOT NULL AND s.id < cur
+				 AND s.frozen_at <= now() - cfg.retention_min
+				 AND NOT EXISTS (SELECT 1 FROM ec_feed.consumer c
+								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
+			   ORDER BY s.id LOOP
+		BEGIN
+			-- a reader still on it: next time
+			EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE NOWAIT', seg.relid);
+		EXCEPTION WHEN lock_not_available THEN
+			CONTINUE;
+		END;
+		EXECUTE format('ALTER EXTENSION ec_feed DROP TABLE %s', seg.relid);
+		EXECUTE format('DROP TABLE %s', seg.relid);
+		UPDATE ec_feed.pruned p
+		SET horizon = greatest(p.horizon, ((seg.max_xid::text::numeric + 1)::text)::xid8),
+			max_version = greatest(p.max_version, seg.max_version),
+			rows_pruned = p.rows_pruned + seg.row_count,
+			pruned_at = now();
+		DELETE FROM ec_feed.segment s WHERE s.id = seg.id;
+		removed := removed + seg.row_count;
+		changed := true;
+	END LOOP;
+
+	-- the next segment becomes current when this one is due: it holds
+	-- segment_rows versions, or is segment_period old and not empty
+	last_version := coalesce(pg_sequence_last_value('ec_feed.change_seq'), 0);
+	SELECT * INTO seg FROM ec_feed.segment s WHERE s.id = cur;
+	IF last_version > seg.start_version
+	   AND (force OR last_version - seg.start_version >= cfg.segment_rows
+			OR seg.created_at <= now() - cfg.segment_period)
+	   AND EXISTS (SELECT 1 FROM ec_feed.segment s
+				   WHERE s.id = cur + 1 AND pg_xact_status(s.created_by) = 'committed') THEN
+		PERFORM setval('ec_feed.segment_current', cur + 1);
+		UPDATE ec_feed.segment s SET created_at = now(), start_version = last_version WHERE s.id = cur + 1;
+		UPDATE ec_feed.segment s SET closed_at = now(), closed_by = pg_current_xact_id(), closed_nxt = ec_feed._next_xid()
+		WHERE s.id = cur;
+		cur := cur + 1;
+		changed := true;
+	END IF;
+
+	-- a spare, committed before the sequence may name it
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.segment s WHERE s.id = cur + 1) THEN
+		PERFORM ec_feed._create_segment(cur + 1);
+		changed := true;
+	END IF;
+	IF changed THEN
+		PERFORM ec_feed._segments_changed();
+	END IF;
+	RETURN removed;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._maintain(boolean) FROM PUBLIC;
+
+-- Removes the history no one needs; the extension owner may GRANT it.
+CREATE FUNCTION ec_feed.prune() RETURNS bigint
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ec_feed._maintain(false) $$;
+REVOKE ALL ON FUNCTION ec_feed.prune() FROM PUBLIC;
+
+-- ack() and register_consumer() run the pruning that is due when they are a
+-- statement of their own (at most once a second per backend).
 CREATE FUNCTION ec_feed._auto_prune() RETURNS void
-LANGUAGE sql AS $$ SELECT $$;
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF ec_feed._maintenance_due() THEN
+		PERFORM ec_feed._maintain(false);
+	END IF;
+END;
+$$;
 
 ------------------------------------------------------------------------
 -- operations: consumers, status
 ------------------------------------------------------------------------
 
--- A registered consumer. xmin is its cursor's horizon (the oldest
--- transaction it may still need changes of): pruning keeps every segment
+-- A registered consumer. horizon is its cursor's (the oldest transaction it
+-- may still need changes of, the mark's xmin): pruning keeps every segment
 -- holding a change of a transaction at or above it.
 CREATE TABLE ec_feed.consumer (
 	name text PRIMARY KEY,
 	owner regrole NOT NULL,
 	cursor text NOT NULL,
-	xmin xid8 NOT NULL,
+	horizon xid8 NOT NULL,
 	registered_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	acked_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	dropped_at timestamptz,

@@ -28,6 +28,7 @@
 #include "compat.h"
 #include "ec_feed.h"
 #include "feed.h"
+#include "segment.h"
 #include "token.h"
 
 static void
@@ -124,7 +125,8 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	int64		max_rows;
 	int64		returned = 0;
 	bool		took_mark = false;
-	Oid			rel_index;
+	uint64		horizon;
+	int64		pruned_version;
 	Datum		values[FEED_COLUMNS];
 	bool		nulls[FEED_COLUMNS];
 
@@ -156,26 +158,33 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	if (fs.rels_given)
 		check_rels(&fs, PG_GETARG_ARRAYTYPE_P(2));
 
-	fs.history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
-	fs.seq_index = index_open(ec_feed_relid(EC_HISTORY_PKEY), AccessShareLock);
-	fs.xid_index = index_open(ec_feed_relid(EC_HISTORY_XID_IDX), AccessShareLock);
-	rel_index = get_relname_relid(EC_HISTORY_REL_SEQ_IDX, ec_feed_namespace());
-	fs.rel_index = OidIsValid(rel_index) ? index_open(rel_index, AccessShareLock) : NULL;
-	fs.nranges = 1;
+	fs.segs = NULL;
+	fs.seg_ids = NULL;
+	fs.nsegs = 0;
+	fs.nrels = 0;
 	fs.range_rels = NULL;
-	if (fs.rels_given && fs.rel_index != NULL)
+	if (fs.rels_given)
 	{
 		HASH_SEQ_STATUS status;
 		AllowedRel *entry;
 
 		/* the tables of rels, each once (check_rels entered them) */
-		fs.nranges = 0;
 		fs.range_rels = palloc(sizeof(Oid) * Max(hash_get_num_entries(fs.allowed), 1));
 		hash_seq_init(&status, fs.allowed);
 		while ((entry = hash_seq_search(&status)) != NULL)
-			fs.range_rels[fs.nranges++] = entry->relid;
+			fs.range_rels[fs.nrels++] = entry->relid;
 	}
-	fs.ranges = palloc0(sizeof(OpenScan) * Max(fs.nranges, 1));
+
+	/*
+	 * The segments are listed after the mark of the delta being read (the
+	 * cursor's, or the one taken below); the horizon after they are locked.
+	 */
+	ec_feed_open_segments(&fs);
+	ec_pruned(&horizon, &pruned_version);
+	if (PG_ARGISNULL(0))
+		ec_oldest_cursor(&cursor, horizon);	/* the oldest change retained */
+	else
+		ec_check_retained(&cursor, horizon);
 
 	/*
 	 * Finish the delta the cursor is in, then take one new mark and read
@@ -193,6 +202,7 @@ ec_feed_read(PG_FUNCTION_ARGS)
 			cursor.pending = true;
 			cursor.last = 0;
 			took_mark = true;
+			ec_feed_open_segments(&fs);
 		}
 		fs.snapshot = RegisterSnapshot(GetLatestSnapshot());
 		returned += ec_scan_delta(&fs, max_rows - returned, &drained);
@@ -204,11 +214,9 @@ ec_feed_read(PG_FUNCTION_ARGS)
 		}
 	}
 
-	if (fs.rel_index != NULL)
-		index_close(fs.rel_index, AccessShareLock);
-	index_close(fs.xid_index, AccessShareLock);
-	index_close(fs.seq_index, AccessShareLock);
-	table_close(fs.history, AccessShareLock);
+	ec_feed_close_segments(&fs);
+	if (ec_maintenance_due())
+		ec_auto_prune();
 
 	/* the progress row resumes after everything returned */
 	memset(nulls, true, sizeof(nulls));

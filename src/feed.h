@@ -26,10 +26,22 @@
 
 struct FeedStream;
 
+/* One segment of the history (segment.c), opened for the read. */
+typedef struct FeedSegment
+{
+	Relation	heap;
+	Relation	seq_index;
+	Relation	xid_index;
+	Relation	rel_index;		/* (relid, seq); NULL before the 0.2.0 upgrade */
+	bool		frozen;			/* no writer left: max_xid is final */
+	uint64		max_xid;
+} FeedSegment;
+
 /* An index scan with its slot, lent to one stream at a time. */
 typedef struct OpenScan
 {
 	IndexScanDesc scan;			/* NULL until first lent */
+	int			seg;			/* the segment it scans */
 	TupleTableSlot *slot;
 	struct FeedStream *owner;	/* NULL when free */
 	uint64		used;			/* when its owner last returned a row */
@@ -39,6 +51,7 @@ typedef struct OpenScan
 typedef struct FeedStream
 {
 	bool		is_range;
+	int			seg;			/* its segment */
 	uint64		xid;			/* (a): the transaction */
 	int64		seq;			/* seq of the stream's next row */
 	OpenScan   *open;			/* its scan, positioned on that row; NULL while parked */
@@ -47,10 +60,9 @@ typedef struct FeedStream
 /* The state of one ec_feed.read() call. */
 typedef struct FeedScan
 {
-	Relation	history;
-	Relation	seq_index;
-	Relation	xid_index;
-	Relation	rel_index;		/* (relid, seq); NULL before the 0.2.0 upgrade */
+	FeedSegment *segs;			/* every segment, opened after the newest mark */
+	int			nsegs;
+	int64	   *seg_ids;
 	Snapshot	snapshot;		/* taken after cur */
 	EcCursor   *cursor;
 	EcCursorRows row_cursors;	/* of the delta being read */
@@ -63,9 +75,8 @@ typedef struct FeedScan
 	OpenScan	pool[FEED_OPEN_SCANS];	/* lent to (a) streams */
 	OpenScan	probe;			/* finds the first row of an (a) stream */
 	OpenScan	seek;			/* finds the xids in [prev.xmax, prev.nxt) with rows */
-	int			nranges;
-	Oid		   *range_rels;		/* with rels: the table of each (b) stream */
-	OpenScan   *ranges;			/* the (b) streams: one, or one per table of rels */
+	int			nrels;
+	Oid		   *range_rels;		/* with rels: the tables, each a (b) stream per segment */
 	uint64		clock;
 } FeedScan;
 
@@ -92,6 +103,8 @@ ec_mark_sees(const EcMark *mark, uint64 xid)
 
 /* feedscan.c */
 extern bool ec_caller_may_use_schema(Oid relid);
+extern void ec_feed_open_segments(FeedScan *fs);
+extern void ec_feed_close_segments(FeedScan *fs);
 extern int64 ec_scan_delta(FeedScan *fs, int64 limit, bool *drained);
 
 #endif							/* EC_FEED_FEED_H */

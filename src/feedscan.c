@@ -18,6 +18,12 @@
  * transaction (G4); an open transaction hides only its own rows (G2); all
  * rows of a transaction enter the same delta (G5) and exactly one (G1).
  *
+ * The history is a series of segments (segment.c), each with the same
+ * indexes: each stream reads one segment, and the merge covers every segment
+ * that may hold a row of the delta (a frozen one whose newest writer is below
+ * prev.xmin holds none; below prev.nxt, none of (b)). A transaction's rows are
+ * in one segment, but nothing here relies on it: (a) is probed per segment.
+ *
  * The history is read with a snapshot taken after cur, so rows of aborted
  * transactions and rolled-back subtransactions are invisible; the stored
  * top-level xid is then tested against cur's snapshot. Rows of tables the
@@ -26,6 +32,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/tableam.h"
 #include "access/transam.h"
@@ -44,6 +51,7 @@
 #include "compat.h"
 #include "ec_feed.h"
 #include "feed.h"
+#include "segment.h"
 
 /*
  * May the caller use the table's schema? A plain SELECT needs USAGE on it
@@ -82,6 +90,57 @@ rel_allowed(FeedScan *fs, Oid relid)
 	return entry->allowed;
 }
 
+/*
+ * Open the segments of the history that are not open yet (all of them, on
+ * the first call): called after each mark the read takes (see segment.c).
+ * They stay locked to the end of the transaction, so that pruning cannot
+ * drop one under a cursor's later page of the same transaction.
+ */
+void
+ec_feed_open_segments(FeedScan *fs)
+{
+	const EcSegmentList *list = ec_segments();
+
+	fs->segs = fs->segs == NULL ? palloc0(sizeof(FeedSegment) * list->n) :
+		repalloc(fs->segs, sizeof(FeedSegment) * (fs->nsegs + list->n));
+	fs->seg_ids = fs->seg_ids == NULL ? palloc0(sizeof(int64) * list->n) :
+		repalloc(fs->seg_ids, sizeof(int64) * (fs->nsegs + list->n));
+	for (int i = 0; i < list->n; i++)
+	{
+		const EcSegment *seg = &list->segs[i];
+		FeedSegment *fseg = &fs->segs[fs->nsegs];
+		bool		open = false;
+
+		for (int j = 0; j < fs->nsegs; j++)
+			open |= fs->seg_ids[j] == seg->id;
+		if (open || !OidIsValid(seg->relid))
+			continue;
+		fseg->heap = try_relation_open(seg->relid, AccessShareLock);
+		if (fseg->heap == NULL)
+			continue;			/* pruned meanwhile: the horizon says whether it mattered */
+		fseg->seq_index = index_open(seg->seq_index, AccessShareLock);
+		fseg->xid_index = index_open(seg->xid_index, AccessShareLock);
+		fseg->rel_index = OidIsValid(seg->rel_index) ? index_open(seg->rel_index, AccessShareLock) : NULL;
+		fseg->frozen = seg->frozen;
+		fseg->max_xid = seg->max_xid;
+		fs->seg_ids[fs->nsegs++] = seg->id;
+	}
+}
+
+void
+ec_feed_close_segments(FeedScan *fs)
+{
+	for (int i = 0; i < fs->nsegs; i++)
+	{
+		if (fs->segs[i].rel_index != NULL)
+			index_close(fs->segs[i].rel_index, NoLock);
+		index_close(fs->segs[i].xid_index, NoLock);
+		index_close(fs->segs[i].seq_index, NoLock);
+		relation_close(fs->segs[i].heap, NoLock);
+	}
+	fs->nsegs = 0;
+}
+
 static int
 compare_streams(Datum a, Datum b, void *arg)
 {
@@ -93,10 +152,11 @@ compare_streams(Datum a, Datum b, void *arg)
 }
 
 static void
-begin_scan(FeedScan *fs, OpenScan *os, Relation index, int nkeys)
+begin_scan(FeedScan *fs, OpenScan *os, int seg, Relation index, int nkeys)
 {
-	os->scan = index_beginscan(fs->history, index, fs->snapshot, nkeys, 0);
-	os->slot = table_slot_create(fs->history, NULL);
+	os->seg = seg;
+	os->scan = index_beginscan(fs->segs[seg].heap, index, fs->snapshot, nkeys, 0);
+	os->slot = table_slot_create(fs->segs[seg].heap, NULL);
 }
 
 static void
@@ -109,14 +169,16 @@ end_scan(OpenScan *os)
 	os->scan = NULL;
 }
 
-/* Position an (a) stream's scan before its first row with seq > after. */
+/* Position an (a) stream's scan before its first row in segment seg with seq > after. */
 static void
-position_xid(FeedScan *fs, OpenScan *os, uint64 xid, int64 after)
+position_xid(FeedScan *fs, OpenScan *os, int seg, uint64 xid, int64 after)
 {
 	ScanKeyData keys[2];
 
+	if (os->scan != NULL && os->seg != seg)
+		end_scan(os);
 	if (os->scan == NULL)
-		begin_scan(fs, os, fs->xid_index, 2);
+		begin_scan(fs, os, seg, fs->segs[seg].xid_index, 2);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_XID8EQ,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(xid)));
 	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
@@ -158,13 +220,13 @@ stream_next(FeedScan *fs, FeedStream *stream)
 	return false;
 }
 
-/* The seq of transaction xid's first row in the delta after `after`, if any. */
+/* The seq of transaction xid's first row in segment seg after `after`, if any. */
 static bool
-probe_xid(FeedScan *fs, uint64 xid, int64 after, int64 *seq)
+probe_xid(FeedScan *fs, int seg, uint64 xid, int64 after, int64 *seq)
 {
-	FeedStream	probe = {false, xid, 0, &fs->probe};
+	FeedStream	probe = {false, seg, xid, 0, &fs->probe};
 
-	position_xid(fs, &fs->probe, xid, after);
+	position_xid(fs, &fs->probe, seg, xid, after);
 	if (!stream_next(fs, &probe))
 		return false;
 	*seq = probe.seq;
@@ -177,14 +239,16 @@ probe_xid(FeedScan *fs, uint64 xid, int64 after, int64 *seq)
  * xids of the range have no rows.
  */
 static bool
-seek_xid(FeedScan *fs, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid)
+seek_xid(FeedScan *fs, int seg, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid)
 {
 	OpenScan   *os = &fs->seek;
 	ScanKeyData keys[2];
 	bool		isnull;
 
+	if (os->scan != NULL && os->seg != seg)
+		end_scan(os);
 	if (os->scan == NULL)
-		begin_scan(fs, os, fs->xid_index, 2);
+		begin_scan(fs, os, seg, fs->segs[seg].xid_index, 2);
 	ScanKeyInit(&keys[0], 1, BTGreaterEqualStrategyNumber, F_XID8GE,
 				FullTransactionIdGetDatum(FullTransactionIdFromU64(from)));
 	ScanKeyInit(&keys[1], 1, BTLessStrategyNumber, F_XID8LT,
@@ -219,7 +283,7 @@ unpark(FeedScan *fs, FeedStream *stream)
 		os->owner->open = NULL; /* parked at its next row, os->owner->seq */
 	os->owner = stream;
 	stream->open = os;
-	position_xid(fs, os, stream->xid, stream->seq - 1);
+	position_xid(fs, os, stream->seg, stream->xid, stream->seq - 1);
 }
 
 /* The candidates for (a) streams, parked; grows by doubling. */
@@ -231,7 +295,7 @@ typedef struct Candidates
 } Candidates;
 
 static void
-add_candidate(Candidates *c, uint64 xid, int64 seq)
+add_candidate(Candidates *c, int seg, uint64 xid, int64 seq)
 {
 	if (c->n == c->size)
 	{
@@ -239,19 +303,28 @@ add_candidate(Candidates *c, uint64 xid, int64 seq)
 		c->items = repalloc_huge(c->items, sizeof(FeedStream) * c->size);
 	}
 	c->items[c->n].is_range = false;
+	c->items[c->n].seg = seg;
 	c->items[c->n].xid = xid;
 	c->items[c->n].seq = seq;
 	c->items[c->n].open = NULL;
 	c->n++;
 }
 
+/* May segment seg hold rows of a transaction at or above xid? */
+static bool
+segment_may_hold(FeedScan *fs, int seg, uint64 xid)
+{
+	return !fs->segs[seg].frozen || fs->segs[seg].max_xid >= xid;
+}
+
 /*
  * The transactions open at prev and visible at cur that have rows after
- * cursor->last, each with the seq of its first such row. Only xids visible
- * at cur are looked at: rows of transactions still open are never read. The
- * xids of prev's xip are probed one by one (the cursor holds each); the
- * range [prev.xmax, prev.nxt) is searched by index descents that skip xids
- * without rows, so its width costs nothing.
+ * cursor->last, each with the seq of its first such row, per segment (a
+ * transaction writes into one segment, but nothing here relies on it). Only
+ * xids visible at cur are looked at: rows of transactions still open are
+ * never read. The xids of prev's xip are probed one by one (the cursor holds
+ * each); the range [prev.xmax, prev.nxt) is searched by index descents that
+ * skip xids without rows, so its width costs nothing.
  */
 static void
 find_candidates(FeedScan *fs, Candidates *c)
@@ -259,42 +332,48 @@ find_candidates(FeedScan *fs, Candidates *c)
 	const EcCursor *cursor = fs->cursor;
 	const EcMark *prev = &cursor->prev;
 	const EcMark *cur = &cursor->cur;
-	uint64		from = prev->xmax;
 	uint64		end = Min(prev->nxt, cur->xmax);	/* cur sees none from cur.xmax on */
-	int			j = 0;
 
-	for (int i = 0; i < prev->nxip; i++)
+	for (int s = 0; s < fs->nsegs; s++)
 	{
-		int64		seq;
+		uint64		from = prev->xmax;
+		int			j = 0;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ec_mark_sees(cur, prev->xip[i]) &&
-			probe_xid(fs, prev->xip[i], cursor->last, &seq))
-			add_candidate(c, prev->xip[i], seq);
-	}
-
-	/* [prev.xmax, end) in segments between the xids open at cur */
-	while (j < cur->nxip && cur->xip[j] < from)
-		j++;
-	while (from < end)
-	{
-		uint64		to = (j < cur->nxip && cur->xip[j] < end) ? cur->xip[j] : end;
-		uint64		xid;
-		int64		seq;
-		Oid			relid;
-
-		while (from < to && seek_xid(fs, from, to, &xid, &seq, &relid))
+		if (!segment_may_hold(fs, s, prev->xmin))
+			continue;
+		for (int i = 0; i < prev->nxip; i++)
 		{
+			int64		seq;
+
 			CHECK_FOR_INTERRUPTS();
-			/* the first row of xid, unless it was read already or is filtered */
-			if (seq > cursor->last && rel_allowed(fs, relid))
-				add_candidate(c, xid, seq);
-			else if (probe_xid(fs, xid, cursor->last, &seq))
-				add_candidate(c, xid, seq);
-			from = xid + 1;
+			if (ec_mark_sees(cur, prev->xip[i]) &&
+				probe_xid(fs, s, prev->xip[i], cursor->last, &seq))
+				add_candidate(c, s, prev->xip[i], seq);
 		}
-		from = to + 1;			/* past the xid open at cur */
-		j++;
+
+		/* [prev.xmax, end) in segments between the xids open at cur */
+		while (j < cur->nxip && cur->xip[j] < from)
+			j++;
+		while (from < end)
+		{
+			uint64		to = (j < cur->nxip && cur->xip[j] < end) ? cur->xip[j] : end;
+			uint64		xid;
+			int64		seq;
+			Oid			relid;
+
+			while (from < to && seek_xid(fs, s, from, to, &xid, &seq, &relid))
+			{
+				CHECK_FOR_INTERRUPTS();
+				/* the first row of xid, unless it was read already or is filtered */
+				if (seq > cursor->last && rel_allowed(fs, relid))
+					add_candidate(c, s, xid, seq);
+				else if (probe_xid(fs, s, xid, cursor->last, &seq))
+					add_candidate(c, s, xid, seq);
+				from = xid + 1;
+			}
+			from = to + 1;			/* past the xid open at cur */
+			j++;
+		}
 	}
 }
 
@@ -346,7 +425,9 @@ ec_scan_delta(FeedScan *fs, int64 limit, bool *drained)
 {
 	EcCursor   *cursor = fs->cursor;
 	Candidates	c;
-	FeedStream *ranges = palloc(sizeof(FeedStream) * fs->nranges);
+	int			nranges = 0;
+	OpenScan   *range_scans = palloc0(sizeof(OpenScan) * fs->nsegs * Max(fs->nrels, 1));
+	FeedStream *ranges = palloc0(sizeof(FeedStream) * fs->nsegs * Max(fs->nrels, 1));
 	binaryheap *heap;
 	int64		emitted = 0;
 	int64		after = Max(cursor->prev.lo, cursor->last);
@@ -363,38 +444,48 @@ ec_scan_delta(FeedScan *fs, int64 limit, bool *drained)
 	end_scan(&fs->probe);
 	end_scan(&fs->seek);
 
-	heap = binaryheap_allocate(c.n + fs->nranges, compare_streams, NULL);
+	heap = binaryheap_allocate(c.n + fs->nsegs * Max(fs->nrels, 1), compare_streams, NULL);
 	for (int i = 0; i < c.n; i++)
 		binaryheap_add_unordered(heap, PointerGetDatum(&c.items[i]));
 
 	/*
-	 * (b): with rels, one scan of each table's changes by version, so that
-	 * other tables' changes in the range cost nothing; else one scan of all.
+	 * (b), in each segment that may hold a transaction from prev.nxt on: with
+	 * rels, one scan of each table's changes by version, so that other
+	 * tables' changes in the range cost nothing; else one scan of all.
 	 */
-	for (int i = 0; i < fs->nranges; i++)
+	for (int s = 0; s < fs->nsegs; s++)
 	{
-		ScanKeyData keys[2];
-		OpenScan   *os = &fs->ranges[i];
+		bool		per_rel = fs->range_rels != NULL && fs->segs[s].rel_index != NULL;
 
-		ranges[i].is_range = true;
-		ranges[i].xid = 0;
-		ranges[i].open = os;
-		if (fs->range_rels != NULL)
+		if (!segment_may_hold(fs, s, cursor->prev.nxt))
+			continue;
+		for (int r = 0; r < (per_rel ? fs->nrels : 1); r++)
 		{
-			begin_scan(fs, os, fs->rel_index, 2);
-			ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
-						ObjectIdGetDatum(fs->range_rels[i]));
-			ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-			index_rescan(os->scan, keys, 2, NULL, 0);
+			ScanKeyData keys[2];
+			OpenScan   *os = &range_scans[nranges];
+			FeedStream *stream = &ranges[nranges++];
+
+			stream->is_range = true;
+			stream->seg = s;
+			stream->xid = 0;
+			stream->open = os;
+			if (per_rel)
+			{
+				begin_scan(fs, os, s, fs->segs[s].rel_index, 2);
+				ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ,
+							ObjectIdGetDatum(fs->range_rels[r]));
+				ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+				index_rescan(os->scan, keys, 2, NULL, 0);
+			}
+			else
+			{
+				begin_scan(fs, os, s, fs->segs[s].seq_index, 1);
+				ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
+				index_rescan(os->scan, keys, 1, NULL, 0);
+			}
+			if (stream_next(fs, stream))
+				binaryheap_add_unordered(heap, PointerGetDatum(stream));
 		}
-		else
-		{
-			begin_scan(fs, os, fs->seq_index, 1);
-			ScanKeyInit(&keys[0], 1, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(after));
-			index_rescan(os->scan, keys, 1, NULL, 0);
-		}
-		if (stream_next(fs, &ranges[i]))
-			binaryheap_add_unordered(heap, PointerGetDatum(&ranges[i]));
 	}
 	binaryheap_build(heap);
 	ec_cursor_rows_begin(&fs->row_cursors, cursor);
@@ -436,9 +527,10 @@ ec_scan_delta(FeedScan *fs, int64 limit, bool *drained)
 	binaryheap_free(heap);
 	for (int i = 0; i < FEED_OPEN_SCANS; i++)
 		end_scan(&fs->pool[i]);
-	for (int i = 0; i < fs->nranges; i++)
-		end_scan(&fs->ranges[i]);
+	for (int i = 0; i < nranges; i++)
+		end_scan(&range_scans[i]);
 	pfree(ranges);
+	pfree(range_scans);
 	pfree(c.items);
 	return emitted;
 }

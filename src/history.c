@@ -1,6 +1,6 @@
 /*
  * history.c
- *		Appending changes to ec_feed.history.
+ *		Appending changes to the history (its current segment, segment.c).
  *
  * The row trigger is the hot path, so a change is inserted with the heap and
  * index access methods directly instead of through SPI and the executor. The
@@ -12,6 +12,7 @@
 #include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -27,6 +28,7 @@
 
 #include "compat.h"
 #include "ec_feed.h"
+#include "segment.h"
 
 /*
  * Does the history hold a change of this row, made by another transaction,
@@ -49,35 +51,50 @@
  * later change: the transaction must be retried (serialization failure).
  */
 static bool
-has_later_change(Relation history, const EcChange *change)
+has_later_change(const EcChange *change)
 {
-	Relation	index = index_open(ec_feed_relid(EC_HISTORY_KEY_IDX), AccessShareLock);
-	IndexScanDesc scan;
-	ScanKeyData keys[3];
-	TupleTableSlot *slot = table_slot_create(history, NULL);
+	const EcSegmentList *segments = ec_segments();
 	bool		other_later = false;
 	bool		own_later = false;
 
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
-	ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
-	ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
-	scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
-	index_rescan(scan, keys, 3, NULL, 0);
-	while (!(other_later && own_later) &&
-		   index_getnext_slot(scan, ForwardScanDirection, slot))
+	for (int i = 0; i < segments->n && !(other_later && own_later); i++)
 	{
-		bool		isnull;
-		FullTransactionId writer;
+		const EcSegment *seg = &segments->segs[i];
+		Relation	history;
+		Relation	index;
+		IndexScanDesc scan;
+		ScanKeyData keys[3];
+		TupleTableSlot *slot;
 
-		writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
-		if (FullTransactionIdEquals(writer, change->xid))
-			own_later = true;
-		else
-			other_later = true;
+		if (!OidIsValid(seg->relid) || (seg->frozen && seg->max_version <= change->seq))
+			continue;
+		history = try_relation_open(seg->relid, AccessShareLock);
+		if (history == NULL)
+			continue;			/* pruned: holds nothing this recent */
+		index = index_open(seg->key_index, AccessShareLock);
+		slot = table_slot_create(history, NULL);
+		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
+		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
+		ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
+		scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
+		index_rescan(scan, keys, 3, NULL, 0);
+		while (!(other_later && own_later) &&
+			   index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+			FullTransactionId writer;
+
+			writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
+			if (FullTransactionIdEquals(writer, change->xid))
+				own_later = true;
+			else
+				other_later = true;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(index, AccessShareLock);
+		relation_close(history, AccessShareLock);
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
 
 	if (other_later && own_later)
 		ereport(ERROR,
@@ -101,8 +118,8 @@ ec_history_append(EcChange *change)
 	List	   *indexes;
 	ListCell   *lc;
 
-	history = table_open(ec_feed_relid(EC_HISTORY_REL), RowExclusiveLock);
-	if (change->op == EC_OP_INSERT && has_later_change(history, change))
+	history = table_open(ec_segment_for_write(change->xid), RowExclusiveLock);
+	if (change->op == EC_OP_INSERT && has_later_change(change))
 	{
 		int64		drawn = change->seq;
 

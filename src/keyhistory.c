@@ -18,6 +18,7 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "catalog/pg_type.h"
@@ -31,6 +32,7 @@
 
 #include "ec_feed.h"
 #include "keyhistory.h"
+#include "segment.h"
 #include "rowaccess.h"
 
 typedef struct HistorySince
@@ -54,6 +56,99 @@ add_name(List **names, const char *name)
 	*names = lappend(*names, pstrdup(name));
 }
 
+/* One entry of the key's history, as history_since() needs it. */
+typedef struct KeyEntry
+{
+	int64		seq;
+	char		op;
+	bool		prev_null;
+	int64		prev;
+	Datum		changed;		/* text[], or 0 */
+} KeyEntry;
+
+static int
+compare_entries(const void *a, const void *b)
+{
+	int64		x = ((const KeyEntry *) a)->seq;
+	int64		y = ((const KeyEntry *) b)->seq;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * The entries of one key from version on, from every segment that may hold
+ * one, in version order. Segments are read with the same snapshot; one that
+ * pruning dropped meanwhile holds nothing this recent that a caller with a
+ * retained token could need, and the chain shows a hole if it did.
+ */
+static KeyEntry *
+key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
+{
+	const EcSegmentList *segments = ec_segments();
+	/* after the row lock: sees every committed change of the row, and our own */
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	int			size = 16;
+	KeyEntry   *entries = palloc(sizeof(KeyEntry) * size);
+
+	*count = 0;
+	*chained = true;
+	for (int i = 0; i < segments->n; i++)
+	{
+		const EcSegment *seg = &segments->segs[i];
+		Relation	history;
+		TupleDesc	desc;
+		SysScanDesc scan;
+		ScanKeyData skey[3];
+		HeapTuple	tuple;
+
+		if (!OidIsValid(seg->relid) || (seg->frozen && seg->max_version < version))
+			continue;
+		history = try_relation_open(seg->relid, AccessShareLock);
+		if (history == NULL)
+			continue;
+		desc = RelationGetDescr(history);
+		/* entries written before 0.2.0's upgrade script ran name no prev */
+		if (desc->natts < Anum_history_prev_version)
+			*chained = false;
+		ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(relid));
+		ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
+					JsonbPGetDatum(key));
+		ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(version));
+		scan = systable_beginscan(history, seg->key_index, true, snapshot, 3, skey);
+		while ((tuple = systable_getnext(scan)) != NULL)
+		{
+			KeyEntry   *e;
+			bool		isnull;
+			Datum		changed;
+
+			CHECK_FOR_INTERRUPTS();
+			if (*count == size)
+			{
+				size *= 2;
+				entries = repalloc_huge(entries, sizeof(KeyEntry) * size);
+			}
+			e = &entries[(*count)++];
+			e->seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
+			e->op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+			e->prev_null = true;
+			e->prev = 0;
+			if (desc->natts >= Anum_history_prev_version)
+				e->prev = DatumGetInt64(heap_getattr(tuple, Anum_history_prev_version, desc, &e->prev_null));
+			e->changed = 0;
+			changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
+			if (!isnull)
+				e->changed = PointerGetDatum(DatumGetArrayTypePCopy(changed));
+		}
+		systable_endscan(scan);
+		relation_close(history, AccessShareLock);
+	}
+	UnregisterSnapshot(snapshot);
+	qsort(entries, *count, sizeof(KeyEntry), compare_entries);
+	return entries;
+}
+
 /*
  * The entries of one key from the token's version on. They are chained when
  * each update or delete names as its prev the version of the entry before it,
@@ -65,79 +160,52 @@ add_name(List **names, const char *name)
 static void
 history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 {
-	Relation	history;
-	SysScanDesc scan;
-	ScanKeyData skey[3];
-	Snapshot	snapshot;
-	HeapTuple	tuple;
-	TupleDesc	desc;
 	char		prev_op = '\0';	/* op of the entry before */
 	int64		expect = version;	/* its version: the next entry's prev */
+	int			count;
+	bool		chained;
+	KeyEntry   *entries;
 
 	memset(hs, 0, sizeof(HistorySince));
-	history = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
-	desc = RelationGetDescr(history);
-	/* after the row lock: sees every committed change of the row, and our own */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
-				JsonbPGetDatum(key));
-	ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(version));
-	scan = systable_beginscan(history, ec_feed_relid(EC_HISTORY_KEY_IDX), true,
-							  snapshot, 3, skey);
-	/* entries written before 0.2.0's upgrade script ran name no prev */
-	hs->chained = desc->natts >= Anum_history_prev_version;
-	while ((tuple = systable_getnext(scan)) != NULL)
+	entries = key_entries(relid, key, version, &count, &chained);
+	hs->chained = chained;
+	for (int i = 0; i < count; i++)
 	{
-		bool		isnull;
-		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
-		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
-		Datum		prev = 0;
-		bool		prev_null = true;
-		Datum		changed;
+		const KeyEntry *e = &entries[i];
 
-		CHECK_FOR_INTERRUPTS();
-		if (desc->natts >= Anum_history_prev_version)
-			prev = heap_getattr(tuple, Anum_history_prev_version, desc, &prev_null);
-		if (seq == version)
+		if (e->seq == version)
 		{
 			hs->has_token_version = true;
-			prev_op = op;
+			prev_op = e->op;
 			continue;
 		}
-		if (op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
-			prev_null || DatumGetInt64(prev) != expect)
+		if (e->op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
+			e->prev_null || e->prev != expect)
 			hs->chained = false;
-		prev_op = op;
-		expect = seq;
-		hs->last = seq;
-		if (op == EC_OP_UPDATE)
+		prev_op = e->op;
+		expect = e->seq;
+		hs->last = e->seq;
+		if (e->op == EC_OP_UPDATE)
 		{
-			changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
-			if (!isnull)
+			if (e->changed != 0)
 			{
 				Datum	   *names;
 				int			n;
 
-				deconstruct_array(DatumGetArrayTypeP(changed), TEXTOID, -1, false,
+				deconstruct_array(DatumGetArrayTypeP(e->changed), TEXTOID, -1, false,
 								  TYPALIGN_INT, &names, NULL, &n);
-				for (int i = 0; i < n; i++)
-					add_name(&hs->changed, TextDatumGetCString(names[i]));
+				for (int j = 0; j < n; j++)
+					add_name(&hs->changed, TextDatumGetCString(names[j]));
 			}
 		}
 		else
 		{
 			hs->replaced = true;
-			if (op == EC_OP_DELETE)
+			if (e->op == EC_OP_DELETE)
 				hs->deleted = true;
 		}
 	}
-	systable_endscan(scan);
-	UnregisterSnapshot(snapshot);
-	table_close(history, AccessShareLock);
+	pfree(entries);
 }
 
 /*

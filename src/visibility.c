@@ -61,6 +61,7 @@
 #include "compat.h"
 #include "ec_feed.h"
 #include "rowaccess.h"
+#include "segment.h"
 #include "token.h"
 
 /* the wait polls in steps growing from 1 ms to this */
@@ -168,6 +169,8 @@ version_state(const EcToken *token, bool own)
 	EcVersionState state = own ? EC_VERSION_UNKNOWN : EC_VERSION_ROLLED_BACK;
 	int			scanned = 0;
 	MemoryContext per_entry;
+	const EcSegmentList *segments;
+	bool		found = false;
 
 	rel = try_relation_open(token->relid, AccessShareLock);
 	if (rel == NULL)
@@ -178,56 +181,78 @@ version_state(const EcToken *token, bool own)
 		token->version < since)
 		return EC_VERSION_UNKNOWN;
 
-	hist = table_open(ec_feed_relid(EC_HISTORY_REL), AccessShareLock);
-	desc = RelationGetDescr(hist);
-	ScanKeyInit(&skey[0], Anum_history_xid, BTEqualStrategyNumber, F_XID8EQ,
-				FullTransactionIdGetDatum(token->xid));
-	ScanKeyInit(&skey[1], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(token->version));
-	scan = systable_beginscan(hist, ec_feed_relid(EC_HISTORY_XID_IDX), true,
-							  SnapshotAny, 2, skey);
+	/* a transaction's entries are in one segment: the first that has any */
+	segments = ec_segments();
 	per_entry = AllocSetContextCreate(CurrentMemoryContext, "ec_feed version check",
 									  ALLOCSET_SMALL_SIZES);
-	while ((tuple = systable_getnext(scan)) != NULL)
+	for (int i = 0; i < segments->n && !found; i++)
 	{
-		bool		isnull;
-		int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
-		Oid			relid = DatumGetObjectId(heap_getattr(tuple, Anum_history_relid, desc, &isnull));
-		char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		const EcSegment *seg = &segments->segs[i];
 
-		CHECK_FOR_INTERRUPTS();
-		if (seq == token->version)
+		if (!OidIsValid(seg->relid) ||
+			(seg->frozen && seg->max_xid < U64FromFullTransactionId(token->xid)))
+			continue;
+		hist = try_relation_open(seg->relid, AccessShareLock);
+		if (hist == NULL)
+			continue;
+		desc = RelationGetDescr(hist);
+		ScanKeyInit(&skey[0], Anum_history_xid, BTEqualStrategyNumber, F_XID8EQ,
+					FullTransactionIdGetDatum(token->xid));
+		ScanKeyInit(&skey[1], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
+					Int64GetDatum(token->version));
+		scan = systable_beginscan(hist, seg->xid_index, true, SnapshotAny, 2, skey);
+		while ((tuple = systable_getnext(scan)) != NULL)
 		{
-			if (relid != token->relid)
-				state = EC_VERSION_UNKNOWN;
-			else
-				state = entry_committed(tuple, own) ? EC_VERSION_EXISTED : EC_VERSION_ROLLED_BACK;
-			break;
-		}
-		if (own)
-			break;
-		if (++scanned > EC_VERSION_SCAN_MAX)
-		{
-			state = EC_VERSION_UNKNOWN;
-			break;
-		}
-		if (op == EC_OP_INSERT && relid == token->relid && entry_committed(tuple, false))
-		{
-			MemoryContext old = MemoryContextSwitchTo(per_entry);
-			uint64		key_hash = ec_key_hash(DatumGetJsonbP(heap_getattr(tuple, Anum_history_key,
-																		   desc, &isnull)));
+			bool		isnull;
+			int64		seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
+			Oid			relid = DatumGetObjectId(heap_getattr(tuple, Anum_history_relid, desc, &isnull));
+			char		op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
 
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(per_entry);
-			if (key_hash == token->key_hash)
+			CHECK_FOR_INTERRUPTS();
+			found = true;
+			if (seq == token->version)
 			{
-				state = EC_VERSION_EXISTED;
+				if (relid != token->relid)
+					state = EC_VERSION_UNKNOWN;
+				else
+					state = entry_committed(tuple, own) ? EC_VERSION_EXISTED : EC_VERSION_ROLLED_BACK;
 				break;
 			}
+			if (own)
+				break;
+			if (++scanned > EC_VERSION_SCAN_MAX)
+			{
+				state = EC_VERSION_UNKNOWN;
+				break;
+			}
+			if (op == EC_OP_INSERT && relid == token->relid && entry_committed(tuple, false))
+			{
+				MemoryContext old = MemoryContextSwitchTo(per_entry);
+				uint64		key_hash = ec_key_hash(DatumGetJsonbP(heap_getattr(tuple, Anum_history_key,
+																			   desc, &isnull)));
+
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(per_entry);
+				if (key_hash == token->key_hash)
+				{
+					state = EC_VERSION_EXISTED;
+					break;
+				}
+			}
 		}
+		systable_endscan(scan);
+		relation_close(hist, AccessShareLock);
 	}
-	systable_endscan(scan);
-	table_close(hist, AccessShareLock);
+	if (!found)
+	{
+		uint64		horizon;
+		int64		pruned_version;
+
+		/* entries pruned: nothing to tell from */
+		ec_pruned(&horizon, &pruned_version);
+		if (U64FromFullTransactionId(token->xid) < horizon)
+			state = EC_VERSION_UNKNOWN;
+	}
 	MemoryContextDelete(per_entry);
 	return state;
 }

@@ -1,0 +1,42 @@
+/*
+ * segment.h
+ *		The history in segments (segment.c).
+ */
+#ifndef EC_FEED_SEGMENT_H
+#define EC_FEED_SEGMENT_H
+
+#include "access/transam.h"
+
+#include "ec_feed.h"
+
+/* One table of the history. */
+typedef struct EcSegment
+{
+	int64		id;
+	Oid			relid;			/* InvalidOid: dropped */
+	Oid			seq_index;		/* (seq) */
+	Oid			xid_index;		/* (xid, seq) */
+	Oid			key_index;		/* (relid, key, seq) */
+	Oid			rel_index;		/* (relid, seq); InvalidOid before 0.2.0 */
+	bool		frozen;			/* no writer left: the fields below are final */
+	uint64		max_xid;		/* the newest writer's xid */
+	int64		min_version;
+	int64		max_version;
+} EcSegment;
+
+typedef struct EcSegmentList
+{
+	int			n;
+	EcSegment  *segs;			/* oldest first */
+	int64		current;		/* the current segment's id when read */
+} EcSegmentList;
+
+extern const EcSegmentList *ec_segments(void);
+extern Oid	ec_segment_for_write(FullTransactionId xid);
+extern void ec_pruned(uint64 *horizon, int64 *max_version);
+extern void ec_oldest_cursor(EcCursor *cursor, uint64 horizon);
+extern void ec_check_retained(const EcCursor *cursor, uint64 horizon);
+extern bool ec_maintenance_due(void);
+extern void ec_auto_prune(void);
+
+#endif							/* EC_FEED_SEGMENT_H */
