@@ -316,6 +316,67 @@ CREATE EVENT TRIGGER ec_feed_before_drop ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
 	EXECUTE FUNCTION ec_feed._before_drop();
 
+-- A tracked table keeps a primary key that track() would accept (issue
+-- 15.5): the row triggers find rows by it, so without one every write of
+-- the table would fail while ec_feed.tracked still lists it. An ALTER TABLE
+-- that leaves a table carrying the stamp trigger without such a key (its
+-- key dropped, made deferrable, a key column given a nondeterministic
+-- collation) is refused; replacing the key within one ALTER TABLE works.
+CREATE FUNCTION ec_feed._key_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	keys name[];
+	immediate boolean;
+	nondet name;
+BEGIN
+	FOR r IN
+		SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+		WHERE c.classid = 'pg_class'::regclass
+		  AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.objid
+					  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+	LOOP
+		SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
+			   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
+		INTO keys, immediate, nondet
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		LEFT JOIN pg_collation co ON co.oid = k.coll
+		WHERE i.indrelid = r AND i.indisprimary AND k.ord <= i.indnkeyatts;
+		IF keys IS NULL THEN
+			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
+					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), or replace the key in one statement: ALTER TABLE %s DROP CONSTRAINT ..., ADD PRIMARY KEY (...).', r::text, r);
+		END IF;
+		IF NOT immediate THEN
+			RAISE EXCEPTION 'the primary key of "%" is deferrable', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
+					  HINT = 'Keep the primary key of a tracked table NOT DEFERRABLE, or untrack the table first.';
+		END IF;
+		IF nondet IS NOT NULL THEN
+			RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
+					  HINT = 'Keep a deterministic collation (e.g. COLLATE "C") on the key columns of a tracked table, or untrack the table first.';
+		END IF;
+		IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
+			RAISE EXCEPTION 'the primary key of "%" uses a managed column', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
+					  HINT = 'Use a primary key of other columns.';
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._key_guard() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_key_guard ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION ec_feed._key_guard();
+
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------

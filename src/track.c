@@ -63,6 +63,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -640,14 +641,28 @@ Datum
 ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = check_trigger_call(fcinfo, "ec_feed.truncate_guard");
+	Relation	rel = trigdata->tg_relation;
 
 	if (!allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot truncate table \"%s\" tracked by ec_feed",
-						RelationGetRelationName(trigdata->tg_relation)),
+						RelationGetRelationName(rel)),
 				 errdetail("TRUNCATE removes rows without recording their deletion, so feed consumers would keep rows that no longer exist."),
-				 errhint("Use DELETE, or SET ec_feed.allow_truncate = on if every consumer will copy the table again.")));
+				 errhint("Use DELETE, or, as the table's owner, SET ec_feed.allow_truncate = on if every consumer will copy the table again.")));
+
+	/*
+	 * Any session may set the setting. Only the owner could remove this
+	 * guard anyway (untrack, DROP TRIGGER); a role that was merely granted
+	 * TRUNCATE must not overrule what the owner set up for the consumers.
+	 */
+	if (!has_privs_of_role(GetUserId(), rel->rd_rel->relowner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("cannot truncate table \"%s\" tracked by ec_feed",
+						RelationGetRelationName(rel)),
+				 errdetail("ec_feed.allow_truncate is on, but it takes effect only for the table's owner (and superusers), who could untrack the table anyway."),
+				 errhint("Use DELETE, or ask the table's owner to truncate it.")));
 	return PointerGetDatum(NULL);
 }
 
