@@ -377,6 +377,60 @@ CREATE EVENT TRIGGER ec_feed_key_guard ON ddl_command_end
 	WHEN TAG IN ('ALTER TABLE')
 	EXECUTE FUNCTION ec_feed._key_guard();
 
+-- What \df+ ec_feed.* shows (issue 15.4): every function of 0.1.0 and
+-- 0.2.0, and those of this section, described for users. The README has
+-- the details.
+COMMENT ON FUNCTION ec_feed.track(regclass, boolean) IS
+'Starts tracking a table (its owner only; it needs a primary key): adds ec_version bigint and ec_xid xid8, the row triggers and the TRUNCATE guard; history => false keeps tokens but records no feed. Idempotent; called again it switches history on or off.';
+COMMENT ON FUNCTION ec_feed.untrack(regclass, boolean) IS
+'Stops tracking a table: drops the triggers and, with drop_columns, the managed columns (else they stay NOT NULL with default 0). Recorded history stays readable.';
+COMMENT ON FUNCTION ec_feed.untrack_all() IS
+'Untracks every tracked table, keeping ec_version and ec_xid with default 0, and returns them; DROP EXTENSION ec_feed CASCADE runs it first. Needs ownership of each table.';
+COMMENT ON FUNCTION ec_feed.read(text, integer, regclass[]) IS
+'The change feed: the changes committed after the cursor (NULL: from the oldest retained), at most max_rows, each once and in per-row order, of the tables in rels (NULL: every tracked table the caller may read), then one progress row whose cursor resumes after the page.';
+COMMENT ON FUNCTION ec_feed.cursor_now() IS
+'A cursor at the calling statement''s snapshot. Read in the same REPEATABLE READ transaction as a copy of the tables, the feed from it continues exactly where the copy ends; warns in a READ COMMITTED transaction block and after writes of tracked rows.';
+COMMENT ON FUNCTION ec_feed.row_token(anyelement) IS
+'The token (ETag) of a row of a tracked table as read, e.g. SELECT t.*, ec_feed.row_token(t) FROM tab t: names the table, the row and its version, and carries the writer''s transaction. No extra lookup.';
+COMMENT ON FUNCTION ec_feed.token(regclass, jsonb) IS
+'The current token of the row with this primary key (a JSON object of the key columns) as the caller may read it, NULL if there is none.';
+COMMENT ON FUNCTION ec_feed.update_if(regclass, jsonb, text, jsonb, boolean) IS
+'Conditional update by key and token: applied (current token), merged (stale token, nothing requested changed since), conflict (with the row now, the requested values and the columns in conflict), not_found or deleted; merge => false makes any stale token a conflict. Runs as the caller.';
+COMMENT ON FUNCTION ec_feed.delete_if(regclass, jsonb, text) IS
+'Conditional delete by key and token: applied, merged (stale token, nothing changed since), conflict (with the row now), not_found or deleted. Runs as the caller.';
+COMMENT ON FUNCTION ec_feed.token_status(text) IS
+'visible when the write the token names is visible to a new snapshot on this server (primary or hot standby), pending when not yet; 22023 when it was rolled back.';
+COMMENT ON FUNCTION ec_feed.require_visible(text, integer) IS
+'Returns once the write the token names is visible here; else waits up to wait_ms (only as a statement of its own in READ COMMITTED, holding no snapshot) and raises EC003 with a JSON errdetail (reason, retry_after_ms).';
+COMMENT ON FUNCTION ec_feed.get(regclass, jsonb, text) IS
+'One row by primary key, as the caller may read it: found (the row and its token), not_found, or not_consistent when min_token''s write is not visible on this server yet (retry, or read from the primary).';
+COMMENT ON FUNCTION ec_feed.stamp() IS
+'Trigger function of zz_ec_feed_stamp (BEFORE row): writes ec_version and ec_xid. Not to be called otherwise.';
+COMMENT ON FUNCTION ec_feed.record() IS
+'Trigger function of zz_ec_feed_record (AFTER row): records the change in the history. Not to be called otherwise.';
+COMMENT ON FUNCTION ec_feed.truncate_guard() IS
+'Trigger function of zz_ec_feed_truncate_guard: refuses TRUNCATE of a tracked table unless its owner set ec_feed.allow_truncate.';
+COMMENT ON FUNCTION ec_feed._check_owner(regclass) IS
+'Internal (track, untrack): raises 42501 unless the caller owns the table.';
+COMMENT ON FUNCTION ec_feed._add_managed_column(regclass, name, regtype, text) IS
+'Internal (track): adds a managed column, or brings an existing one into shape (NOT NULL, no default).';
+COMMENT ON FUNCTION ec_feed._draw_version() IS
+'Internal: a fresh version from ec_feed.change_seq (for the marks track() keeps).';
+COMMENT ON FUNCTION ec_feed._unstamped(regclass) IS
+'Internal (track): does the table carry ec_version while ec_feed does not stamp it (untracked, columns made by hand, stamp trigger dropped or disabled)?';
+COMMENT ON FUNCTION ec_feed._renumber(regclass) IS
+'Internal (track): gives every row of a table that was written unstamped a fresh version, so that no token read before applies.';
+COMMENT ON FUNCTION ec_feed._schema_changed() IS
+'Event trigger function (ALTER TABLE): moves history_since of an altered tracked table, so that tokens from before never merge.';
+COMMENT ON FUNCTION ec_feed._before_drop() IS
+'Event trigger function (DROP EXTENSION, DROP SCHEMA): untracks every table before ec_feed is dropped with CASCADE; without CASCADE, refuses while tables are tracked.';
+COMMENT ON FUNCTION ec_feed._key_guard() IS
+'Event trigger function (ALTER TABLE): refuses to leave a tracked table without a primary key that track() accepts.';
+COMMENT ON VIEW ec_feed.tracked IS
+'The tracked tables: those carrying ec_feed''s stamp trigger, with their primary key as it is now and whether their changes are recorded.';
+COMMENT ON TYPE ec_feed.write_result IS
+'The result of update_if and delete_if: status (applied, merged, conflict, not_found, deleted), the newest token, the row now, the requested values, the conflicting columns and every column changed since the token (NULL when the history cannot tell).';
+
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------
