@@ -377,6 +377,95 @@ CREATE EVENT TRIGGER ec_feed_key_guard ON ddl_command_end
 	WHEN TAG IN ('ALTER TABLE')
 	EXECUTE FUNCTION ec_feed._key_guard();
 
+-- Adopting the rows a table had before track() (issue 15.2). They share one
+-- version older than the table's history_since, so a stale token of one of
+-- them never merges. adopt() gives each such row a version of its own with
+-- a history entry, through an ordinary UPDATE that changes no value (the
+-- stamp and record triggers do the rest: the feed shows an update whose
+-- changed is empty), in batches of pages, each committed on its own: rows
+-- are locked for one batch only, a run can be stopped and started again
+-- (it takes only the rows still older than history_since), and a row that
+-- a concurrent writer changes meanwhile needs nothing (the UPDATE rechecks
+-- its version). A procedure, to commit between batches; without a SET
+-- clause, which would forbid that: every name below is qualified.
+CREATE PROCEDURE ec_feed.adopt(rel regclass, batch_pages integer DEFAULT 64,
+							   fire_triggers boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	since bigint;
+	pages bigint;
+	first bigint := 0;
+	n bigint;
+	total bigint := 0;
+	tries integer;
+	others text;
+BEGIN
+	IF rel IS NULL OR batch_pages IS NULL OR batch_pages < 1 OR fire_triggers IS NULL THEN
+		RAISE EXCEPTION 'invalid argument of ec_feed.adopt()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'rel must be a table, batch_pages at least 1, fire_triggers not NULL.',
+				  HINT = 'Call e.g. CALL ec_feed.adopt(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked t WHERE t.rel OPERATOR(pg_catalog.=) adopt.rel AND t.history) THEN
+		RAISE EXCEPTION 'table "%" is not tracked with history', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting gives rows versions whose history proves what changed since; a table without history has none.',
+				  HINT = 'Call ec_feed.track() on the table (history => true) first.';
+	END IF;
+	-- the table's own UPDATE triggers and rules would run for every row
+	SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name) INTO others
+	FROM (SELECT g.tgname::text AS name FROM pg_catalog.pg_trigger g
+		  WHERE g.tgrelid OPERATOR(pg_catalog.=) rel AND NOT g.tgisinternal
+			AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+			AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.stamp()'::pg_catalog.regprocedure
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.record()'::pg_catalog.regprocedure
+		  UNION ALL
+		  SELECT 'rule ' || r.rulename::text FROM pg_catalog.pg_rewrite r
+		  WHERE r.ev_class OPERATOR(pg_catalog.=) rel AND r.ev_type OPERATOR(pg_catalog.=) '2'
+			AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D') x;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'table "%" has UPDATE triggers or rules of its own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+
+	pages := pg_catalog.pg_relation_size(rel) OPERATOR(pg_catalog./)
+		pg_catalog.current_setting('block_size')::bigint;
+	WHILE first OPERATOR(pg_catalog.<) pages LOOP
+		tries := 0;
+		LOOP
+			SELECT t.history_since INTO since FROM ec_feed.tracked_rel t
+			WHERE t.relid OPERATOR(pg_catalog.=) rel;
+			BEGIN
+				EXECUTE pg_catalog.format('UPDATE ONLY %s SET ec_version = 0 '
+					'WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 '
+					'AND ec_version OPERATOR(pg_catalog.<) $3', rel)
+					USING pg_catalog.format('(%s,0)', first)::pg_catalog.tid,
+						  pg_catalog.format('(%s,0)', first OPERATOR(pg_catalog.+) batch_pages)::pg_catalog.tid,
+						  since;
+				GET DIAGNOSTICS n = ROW_COUNT;
+				EXIT;
+			EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
+				tries := tries OPERATOR(pg_catalog.+) 1;
+				IF tries OPERATOR(pg_catalog.>=) 5 THEN
+					RAISE;
+				END IF;
+			END;
+		END LOOP;
+		total := total OPERATOR(pg_catalog.+) n;
+		COMMIT;
+		first := first OPERATOR(pg_catalog.+) batch_pages;
+	END LOOP;
+	RAISE NOTICE 'ec_feed.adopt: % rows of "%" got versions of their own', total, rel;
+END;
+$$;
+COMMENT ON PROCEDURE ec_feed.adopt(regclass, integer, boolean) IS
+'Gives every row that predates track() a version of its own with a history entry (an update with empty changed in the feed), so that its stale tokens can merge; in batches of pages, each committed (CALL it outside a transaction block). Resumable; owner only.';
+
 -- What \df+ ec_feed.* shows (issue 15.4): every function of 0.1.0 and
 -- 0.2.0, and those of this section, described for users. The README has
 -- the details.
