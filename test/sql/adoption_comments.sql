@@ -13,7 +13,8 @@ FROM unnest(ARRAY[
 	'ec_feed.stamp()', 'ec_feed.record()', 'ec_feed.truncate_guard()',
 	'ec_feed._check_owner(regclass)', 'ec_feed._add_managed_column(regclass, name, regtype, text)',
 	'ec_feed._draw_version()', 'ec_feed._unstamped(regclass)', 'ec_feed._renumber(regclass)',
-	'ec_feed._schema_changed()', 'ec_feed._before_drop()', 'ec_feed._key_guard()'
+	'ec_feed._schema_changed()', 'ec_feed._before_drop()', 'ec_feed._key_guard()',
+	'ec_feed.adopt(regclass, integer, boolean)'
 ]::regprocedure[]) f
 WHERE obj_description(f, 'pg_proc') IS NULL;
 
