@@ -406,8 +406,12 @@ ec_cursor_decode(const char *text, EcCursor *cursor)
 	 * to hi. One that is ahead of either was made before a restore from an
 	 * older backup or a dump, or on another cluster. (Its nxt alone may be
 	 * ahead after a crash: running xids that had written nothing are
-	 * assigned again, and the cursor already treats them as open.)
+	 * assigned again, and the cursor already treats them as open.) A hot
+	 * standby's counters trail the primary's: there a cursor that is ahead
+	 * waits until the standby has replayed its marks (publish.c).
 	 */
+	if (RecoveryInProgress())
+		return;
 	newest = cursor->pending ? &cursor->cur : &cursor->prev;
 	if (newest->xmax > U64FromFullTransactionId(ReadNextFullTransactionId()))
 		ereport(ERROR,

@@ -76,6 +76,7 @@ extern int	ec_retention_max_s;	/* -1: off */
 extern int	ec_segment_rows;
 extern int	ec_segment_period_s;
 extern int	ec_pending_warn_s;
+extern int	ec_publish_interval_ms;	/* 0: writers do not publish marks */
 extern void ec_define_settings(void);
 
 /* rowjson.c: row images as jsonb */

@@ -33,19 +33,9 @@
 #include "compat.h"
 #include "ec_feed.h"
 #include "feed.h"
+#include "publish.h"
 #include "segment.h"
 #include "token.h"
-
-static void
-refuse_in_recovery(void)
-{
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the change feed cannot be read during recovery"),
-				 errdetail("A standby's copy of the version sequence runs ahead of the versions handed out, so a cursor taken there could skip changes."),
-				 errhint("Read the feed on the primary; use ec_feed.token_status() on standbys.")));
-}
 
 /* The rels argument: every table must be tracked with history and readable. */
 static void
@@ -130,6 +120,7 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	int64		max_rows;
 	int64		returned = 0;
 	bool		took_mark = false;
+	bool		recovery = RecoveryInProgress();
 	uint64		horizon;
 	int64		pruned_version;
 	Datum		values[FEED_COLUMNS];
@@ -142,7 +133,6 @@ ec_feed_read(PG_FUNCTION_ARGS)
 				 errdetail("Every page returns at most max_rows changes and one progress row."),
 				 errhint("Pass the most rows one page may return, e.g. 1000.")));
 	max_rows = PG_GETARG_INT32(1);
-	refuse_in_recovery();
 
 	memset(&cursor, 0, sizeof(cursor));
 	if (!PG_ARGISNULL(0))
@@ -192,6 +182,13 @@ ec_feed_read(PG_FUNCTION_ARGS)
 		ec_check_retained(&cursor, horizon);
 
 	/*
+	 * On a standby, a delta ending at a mark this standby has not replayed
+	 * yet (the cursor came from the primary or another standby) waits.
+	 */
+	if (recovery && cursor.pending && !ec_mark_replayed(&cursor.cur))
+		max_rows = 0;
+
+	/*
 	 * Finish the delta the cursor is in, then take one new mark and read
 	 * towards it; a delta that ends with room left on the page moves prev.
 	 */
@@ -203,7 +200,19 @@ ec_feed_read(PG_FUNCTION_ARGS)
 		{
 			if (took_mark)
 				break;			/* caught up with a mark of this call */
-			ec_take_mark(&cursor.cur, NULL);
+			if (recovery)
+			{
+				/* a standby reads up to the newest mark it has replayed (publish.c) */
+				if (!ec_newest_published_mark(&cursor.cur, &cursor.prev, GetLatestSnapshot()))
+					break;
+			}
+			else
+			{
+				ec_take_mark(&cursor.cur, NULL);
+				/* alone in its transaction: the xid it takes ends with it */
+				if (!IsTransactionBlock() && ec_publish_due())
+					ec_publish(&cursor.cur);
+			}
 			cursor.pending = true;
 			cursor.last = 0;
 			took_mark = true;
@@ -292,7 +301,6 @@ ec_feed_cursor_now(PG_FUNCTION_ARGS)
 {
 	EcCursor	cursor;
 
-	refuse_in_recovery();
 	if (own_changes_recorded())
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
@@ -306,6 +314,22 @@ ec_feed_cursor_now(PG_FUNCTION_ARGS)
 				 errdetail("Each statement of this transaction reads with a new snapshot, so a copy made in it does not end where the cursor starts: a hand-over from such a copy gets changes twice, or misses them."),
 				 errhint("For a hand-over, read the cursor and the copy in one REPEATABLE READ transaction: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY.")));
 	memset(&cursor, 0, sizeof(cursor));
-	ec_take_mark(&cursor.prev, GetActiveSnapshot());
+	if (RecoveryInProgress())
+	{
+		/*
+		 * A standby's snapshot is no mark (publish.c): the newest mark the
+		 * primary published that is visible in it. It sees no more than the
+		 * snapshot; a copy in the same transaction may hold changes after
+		 * it, which the feed then returns again.
+		 */
+		if (!ec_newest_published_mark(&cursor.prev, NULL, GetActiveSnapshot()))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("no mark published by the primary is visible on this standby yet"),
+					 errdetail("A standby reads the feed up to the marks the primary publishes."),
+					 errhint("Call ec_feed.publish_mark() on the primary, or write to a tracked table there, then retry.")));
+	}
+	else
+		ec_take_mark(&cursor.prev, GetActiveSnapshot());
 	PG_RETURN_TEXT_P(cstring_to_text(ec_cursor_encode(&cursor)));
 }

@@ -22,6 +22,7 @@ int			ec_retention_max_s = 7 * 24 * 3600;
 int			ec_segment_rows = 1000000;
 int			ec_segment_period_s = 600;
 int			ec_pending_warn_s = 60;
+int			ec_publish_interval_ms = 100;
 
 void
 ec_define_settings(void)
@@ -46,6 +47,11 @@ ec_define_settings(void)
 							NULL,
 							&ec_segment_period_s, 600, 1, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("ec_feed.publish_interval",
+							"A writer of tracked rows publishes a mark for hot standbys at most this often.",
+							"0 leaves publishing to reads on the primary, ec_feed.publish_mark() and the background worker.",
+							&ec_publish_interval_ms, 100, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("ec_feed.pending_warn",
 							"ec_feed.status() lists writers of tracked tables open longer than this.",
 							NULL,

@@ -74,6 +74,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "publish.h"
 #include "token.h"
 
 void		_PG_init(void);
@@ -432,6 +433,7 @@ _PG_init(void)
 							 0,
 							 NULL, NULL, NULL);
 	ec_define_settings();
+	ec_register_publishers();
 	MarkGUCPrefixReserved("ec_feed");
 	RegisterXactCallback(forget_pending_deletes, NULL);
 }
@@ -631,6 +633,8 @@ ec_feed_record(PG_FUNCTION_ARGS)
 		change.prev_version = ec_row_version(desc, &shape, oldtup);
 	}
 	ec_history_append(&change);
+	/* hot standbys read the feed up to the marks the primary publishes */
+	ec_publish_if_due();
 
 	return PointerGetDatum(NULL);
 }

@@ -21,7 +21,7 @@
  * function runs inside a statement whose snapshot stays registered, so the
  * wait withdraws the published xmin while it sleeps. That is only sound
  * when nothing reads with an older snapshot afterwards; see
- * can_wait_without_snapshot() for when that is so. Elsewhere it checks once.
+ * ec_can_wait_without_snapshot() for when that is so. Elsewhere it checks once.
  */
 #include "postgres.h"
 
@@ -63,6 +63,7 @@
 #include "rowaccess.h"
 #include "segment.h"
 #include "token.h"
+#include "visibility.h"
 
 /* the wait polls in steps growing from 1 ms to this */
 #define EC_WAIT_STEP_MAX_MS		10
@@ -371,18 +372,24 @@ token_needs_check(const EcToken *token)
 
 /*
  * Raise EC003. The errdetail is a JSON object for API servers to pass on
- * to their clients (see the README): reason is a stable keyword, suggestion
- * a sentence, retry_after_ms a delay worth waiting before a retry.
+ * to their clients (see the README): reason is a stable keyword, consumer
+ * (only when one was named) the consumer waited for, suggestion a sentence,
+ * retry_after_ms a delay worth waiting before a retry.
  */
-static void
-not_consistent(const char *reason, const char *suggestion, int retry_after_ms,
-			   const char *hint)
+void
+ec_not_consistent(const char *reason, const char *consumer, const char *suggestion,
+				  int retry_after_ms, const char *hint)
 {
 	StringInfoData detail;
 
 	initStringInfo(&detail);
 	appendStringInfoString(&detail, "{\"code\":\"resource_not_consistent\",\"reason\":");
 	escape_json(&detail, reason);
+	if (consumer != NULL)
+	{
+		appendStringInfoString(&detail, ",\"consumer\":");
+		escape_json(&detail, consumer);
+	}
 	appendStringInfoString(&detail, ",\"suggestion\":");
 	escape_json(&detail, suggestion);
 	appendStringInfo(&detail, ",\"retry_after_ms\":%d}", retry_after_ms);
@@ -393,9 +400,16 @@ not_consistent(const char *reason, const char *suggestion, int retry_after_ms,
 			 errhint("%s", hint)));
 }
 
+static void
+not_consistent(const char *reason, const char *suggestion, int retry_after_ms,
+			   const char *hint)
+{
+	ec_not_consistent(reason, NULL, suggestion, retry_after_ms, hint);
+}
+
 /* Why a write is pending here: replay has not reached it, or it runs. */
-static const char *
-pending_reason(void)
+const char *
+ec_pending_reason(void)
 {
 	return RecoveryInProgress() ? "replica_behind" : "write_in_progress";
 }
@@ -408,8 +422,8 @@ pending_suggestion(void)
 		"Retry after retry_after_ms milliseconds: the write becomes visible when its transaction commits.";
 }
 
-static int
-retry_after(long waited_ms)
+int
+ec_retry_after(long waited_ms)
 {
 	return (int) Min(Max(waited_ms, EC_RETRY_MIN_MS), EC_RETRY_MAX_MS);
 }
@@ -441,8 +455,8 @@ inert_expr(Node *node)
  * In PL/pgSQL, inside a larger query, or in REPEATABLE READ the function
  * checks once and does not wait.
  */
-static bool
-can_wait_without_snapshot(FunctionCallInfo fcinfo)
+bool
+ec_can_wait_without_snapshot(FunctionCallInfo fcinfo)
 {
 	Node	   *self = fcinfo->flinfo ? fcinfo->flinfo->fn_expr : NULL;
 	Portal		portal = ActivePortal;
@@ -498,18 +512,19 @@ can_wait_without_snapshot(FunctionCallInfo fcinfo)
 }
 
 /*
- * Wait up to wait_ms for the write to become visible, in short steps on the
- * process latch, taking a fresh snapshot after each. Between the checks the
- * backend publishes no xmin. Returns whether it became visible; *waited_ms
- * tells how long it waited.
+ * Wait up to wait_ms until check(arg) is true, in short steps on the process
+ * latch; check takes a fresh snapshot (or none) each time. Between the
+ * checks the backend publishes no xmin: callers first make sure that is
+ * sound (ec_can_wait_without_snapshot). Returns whether check came true;
+ * *waited_ms tells how long it waited.
  */
-static bool
-wait_until_visible(const EcToken *token, int wait_ms, long *waited_ms)
+bool
+ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, long *waited_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
 	long		step = 1;
-	bool		visible = false;
+	bool		done = false;
 
 	for (;;)
 	{
@@ -535,14 +550,30 @@ wait_until_visible(const EcToken *token, int wait_ms, long *waited_ms)
 		CHECK_FOR_INTERRUPTS();
 		step = Min(step * 2, EC_WAIT_STEP_MAX_MS);
 
-		if (write_state_now(token) == EC_WRITE_VISIBLE)
+		if (check(arg))
 		{
-			visible = true;
+			done = true;
 			break;
 		}
 	}
 	*waited_ms = TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
-	return visible;
+	return done;
+}
+
+static bool
+write_visible_check(void *arg)
+{
+	return write_state_now((const EcToken *) arg) == EC_WRITE_VISIBLE;
+}
+
+/*
+ * Is the write the token names visible to a new snapshot on this server?
+ * Raises an error for a write that was rolled back.
+ */
+bool
+ec_token_visible_now(const EcToken *token)
+{
+	return !token_needs_check(token) || write_state_now(token) == EC_WRITE_VISIBLE;
 }
 
 /*
@@ -604,9 +635,9 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 						   "Retry in a new transaction: this one reads with a snapshot taken before the write became visible here.",
 						   0,
 						   "A REPEATABLE READ or SERIALIZABLE transaction keeps the snapshot it started with; start a new transaction to see the write.");
-		not_consistent(pending_reason(),
+		not_consistent(ec_pending_reason(),
 					   "Retry in a new transaction after retry_after_ms milliseconds.",
-					   retry_after(0),
+					   ec_retry_after(0),
 					   "ec_feed.require_visible() does not wait in a REPEATABLE READ or SERIALIZABLE transaction: that transaction could not see the write anyway.");
 	}
 
@@ -614,13 +645,13 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	if (wait_ms > 0)
 	{
-		if (!can_wait_without_snapshot(fcinfo))
-			not_consistent(pending_reason(), pending_suggestion(), retry_after(0),
+		if (!ec_can_wait_without_snapshot(fcinfo))
+			not_consistent(ec_pending_reason(), pending_suggestion(), ec_retry_after(0),
 						   "ec_feed.require_visible() waits only when it is a statement of its own (SELECT ec_feed.require_visible($1, $2)) in a READ COMMITTED transaction without open cursors; here it checked once.");
-		if (wait_until_visible(&token, wait_ms, &waited_ms))
+		if (ec_wait_until(write_visible_check, &token, wait_ms, &waited_ms))
 			PG_RETURN_VOID();
 	}
-	not_consistent(pending_reason(), pending_suggestion(), retry_after(waited_ms),
+	not_consistent(ec_pending_reason(), pending_suggestion(), ec_retry_after(waited_ms),
 				   wait_ms > 0 ?
 				   "The write did not become visible on this server within wait_ms; retry later or read from the primary." :
 				   "Retry later, pass wait_ms to wait on the server, or read from the primary.");

@@ -13,6 +13,7 @@
 #   EC_SUITES              suites to run (default "regress isolation tap")
 #   EC_REQUIRE_SUITES=1    a suite without any test fails the run
 #   EC_SUITE_TIMEOUT       seconds per suite before it is killed (default 900)
+#   EC_TAP_TESTS           TAP scripts to run (default test/t/*.pl), e.g. test/t/075_standby_feed.pl
 set -uo pipefail
 
 # shellcheck source=test/lib.sh
@@ -111,14 +112,14 @@ suite_pg_regress() { # NAME KIND FILES_GLOB_DIR EXT OUTDIR MAKEVARS...
 suite_tap() {
 	local name=tap log=$EC_WORK/tap.log rc f passed=0 failed=0 n
 	local files=() failed_files=()
-	while IFS= read -r f; do files+=("$f"); done < <(cd "$EC_SRC" && ls test/t/*.pl 2>/dev/null)
+	while IFS= read -r f; do files+=("$f"); done < <(cd "$EC_SRC" && ls ${EC_TAP_TESTS:-test/t/*.pl} 2>/dev/null)
 	n=${#files[@]}
 	if [ "$n" -eq 0 ]; then
 		empty_suite "$name" test/t
 		return 0
 	fi
 	ec_log "$name: $n scripts from test/t"
-	run_make_installcheck "$log" REGRESS= ISOLATION= PROVE_FLAGS="${PROVE_FLAGS:-}"
+	run_make_installcheck "$log" REGRESS= ISOLATION= PROVE_FLAGS="${PROVE_FLAGS:-}" PROVE_TESTS="${files[*]}"
 	rc=$?
 	# prove prints "test/t/NAME.pl .. ok" (or "skipped: ...") per script that passed.
 	for f in "${files[@]}"; do

@@ -1,0 +1,25 @@
+/*
+ * visibility.h
+ *		Read-your-writes checks and the snapshot-free wait (visibility.c),
+ *		for the checks against a registered consumer (consumer.c).
+ */
+#ifndef EC_VISIBILITY_H
+#define EC_VISIBILITY_H
+
+#include "fmgr.h"
+
+#include "ec_feed.h"
+
+/* a condition to wait for; takes a fresh snapshot, if any, each call */
+typedef bool (*EcWaitCheck) (void *arg);
+
+extern bool ec_token_visible_now(const EcToken *token);
+extern bool ec_can_wait_without_snapshot(FunctionCallInfo fcinfo);
+extern bool ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, long *waited_ms);
+extern const char *ec_pending_reason(void);
+extern int	ec_retry_after(long waited_ms);
+extern void ec_not_consistent(const char *reason, const char *consumer,
+							  const char *suggestion, int retry_after_ms,
+							  const char *hint) pg_attribute_noreturn();
+
+#endif							/* EC_VISIBILITY_H */
