@@ -294,7 +294,10 @@ own_changes_recorded(void)
  * warns where a copy in the same transaction cannot match the cursor: a
  * transaction that has recorded changes (the feed returns them after it
  * commits, while its copy sees them already) and a READ COMMITTED
- * transaction block (each statement reads with a snapshot of its own).
+ * transaction that began before this statement, i.e. of several statements
+ * (each reads with a snapshot of its own). IsTransactionBlock() would also
+ * say so for a single statement that runs a function with an exception
+ * block (a subtransaction).
  */
 Datum
 ec_feed_cursor_now(PG_FUNCTION_ARGS)
@@ -307,7 +310,8 @@ ec_feed_cursor_now(PG_FUNCTION_ARGS)
 				 errmsg("ec_feed.cursor_now() in a transaction that has written tracked rows"),
 				 errdetail("The feed from this cursor returns this transaction's changes of tracked tables once it commits, while a copy made in this transaction already sees them: a hand-over from such a copy gets them twice."),
 				 errhint("For a hand-over, call ec_feed.cursor_now() in a transaction that has not written tracked tables: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY.")));
-	else if (!IsolationUsesXactSnapshot() && IsTransactionBlock())
+	else if (!IsolationUsesXactSnapshot() &&
+			 GetCurrentTransactionStartTimestamp() != GetCurrentStatementStartTimestamp())
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
 				 errmsg("ec_feed.cursor_now() in a READ COMMITTED transaction"),

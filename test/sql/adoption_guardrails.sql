@@ -36,6 +36,15 @@ RESET ec_feed.allow_truncate;
 -- 2. cursor_now() warns where a copy in the same transaction cannot match
 -- the cursor; the cursor itself is the same as without the warning
 SELECT ec_feed.cursor_now() IS NOT NULL AS autocommit_no_warning;
+-- a single statement whose function runs it in a subtransaction: no warning
+CREATE FUNCTION adg_in_subxact() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN ec_feed.cursor_now() IS NOT NULL;
+EXCEPTION WHEN OTHERS THEN
+	RETURN false;
+END $$;
+SELECT adg_in_subxact() AS in_a_subtransaction_no_warning;
+DROP FUNCTION adg_in_subxact();
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT ec_feed.cursor_now() IS NOT NULL AS handover_no_warning;
 COMMIT;
