@@ -27,7 +27,7 @@ CREATE TABLE ec_feed.segment (
 	start_version bigint NOT NULL,	-- last version handed out when it became current
 	closed_at timestamptz,			-- when the next segment became current
 	closed_by xid8,					-- the transaction that made it so
-	closed_nxt xid8,				-- next xid, read after closed_by committed:
+	closed_nxt xid8,				-- next xid, read after the sequence moved on:
 									-- every writer of the segment is below it
 	frozen_at timestamptz,			-- first seen with every writer ended
 	max_xid xid8,					-- set when frozen: the newest writer's xid,
@@ -156,8 +156,10 @@ BEGIN
 			EXECUTE format('SELECT (SELECT h.xid FROM %1$s h ORDER BY h.xid DESC LIMIT 1) AS max_xid, '
 						   'min(seq) AS min_version, max(seq) AS max_version, count(*) AS row_count FROM %1$s',
 						   seg.relid) INTO stats;
+			-- the time it was seen frozen, not this transaction's start:
+			-- retention_min counts from it (a cursor taken before needs it)
 			UPDATE ec_feed.segment s
-			SET frozen_at = now(), max_xid = coalesce(stats.max_xid, '0'),
+			SET frozen_at = clock_timestamp(), max_xid = coalesce(stats.max_xid, '0'),
 				min_version = coalesce(stats.min_version, 0), max_version = coalesce(stats.max_version, 0),
 				row_count = stats.row_count
 			WHERE s.id = seg.id;
@@ -169,9 +171,14 @@ BEGIN
 	-- it), and below every registered consumer's horizon
 	FOR seg IN SELECT s.* FROM ec_feed.segment s
 			   WHERE s.frozen_at IS NOT NULL AND s.id < cur
-				 AND s.frozen_at <= now() - cfg.retention_min
+				 AND s.frozen_at <= clock_timestamp() - cfg.retention_min
 				 AND NOT EXISTS (SELECT 1 FROM ec_feed.consumer c
 								 WHERE c.dropped_at IS NULL AND c.horizon <= s.max_xid)
+				 -- read earlier in this very transaction (a function that reads
+				 -- page after page): its next page may need it
+				 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+								 WHERE l.locktype = 'relation' AND l.relation = s.relid
+								   AND l.pid = pg_catalog.pg_backend_pid())
 			   ORDER BY s.id LOOP
 		BEGIN
 			-- a reader still on it: next time
@@ -198,8 +205,11 @@ BEGIN
 	IF last_version > seg.start_version
 	   AND (force OR last_version - seg.start_version >= cfg.segment_rows
 			OR seg.created_at <= now() - cfg.segment_period)
+	   -- the spare's row is visible: its creator committed, unless it is
+	   -- this transaction ('in progress'); NULL is a creator too old for
+	   -- the commit log (a long quiet spell), committed long ago
 	   AND EXISTS (SELECT 1 FROM ec_feed.segment s
-				   WHERE s.id = cur + 1 AND pg_xact_status(s.created_by) = 'committed') THEN
+				   WHERE s.id = cur + 1 AND coalesce(pg_xact_status(s.created_by), 'committed') = 'committed') THEN
 		PERFORM setval('ec_feed.segment_current', cur + 1);
 		UPDATE ec_feed.segment s SET created_at = now(), start_version = last_version WHERE s.id = cur + 1;
 		UPDATE ec_feed.segment s SET closed_at = now(), closed_by = pg_current_xact_id(), closed_nxt = ec_feed._next_xid()
@@ -262,6 +272,14 @@ GRANT SELECT ON ec_feed.mark TO PUBLIC;
 CREATE FUNCTION ec_feed.publish_mark() RETURNS void
 AS 'MODULE_PATHNAME', 'ec_feed_publish_mark' LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION ec_feed.publish_mark() FROM PUBLIC;
+
+-- read() gets wait_ms: a page with nothing new waits for a commit
+DROP FUNCTION ec_feed.read(text, int, regclass[]);
+CREATE FUNCTION ec_feed.read(after text DEFAULT NULL, max_rows int DEFAULT 1000,
+	rels regclass[] DEFAULT NULL, wait_ms int DEFAULT 0)
+RETURNS TABLE(cursor text, op text, rel regclass, key jsonb, version bigint, xid xid8, data jsonb, changed text[])
+AS 'MODULE_PATHNAME', 'ec_feed_read'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 ------------------------------------------------------------------------
 -- operations: consumers, status
@@ -828,3 +846,19 @@ COMMENT ON TYPE ec_feed.write_result IS
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------
+
+-- The restore fence (src/catalog.c): row versions at or below its value
+-- were not written in this database (they came with pg_restore), so their
+-- ec_xid names a transaction of another database's counter and is never
+-- read; their tokens say so. The first row write after CREATE EXTENSION
+-- sets it. It is a member of the extension but deliberately not marked
+-- with pg_extension_config_dump: a restore must start with it unset, while
+-- pg_upgrade, which carries every member sequence's value, keeps it.
+CREATE SEQUENCE ec_feed.restore_fence MINVALUE 0 START 0 CACHE 1;
+-- tokens are made by every role (pg_sequence_last_value() needs SELECT)
+GRANT SELECT ON SEQUENCE ec_feed.restore_fence TO PUBLIC;
+-- Updated in place: every row was written in this database. (A new install
+-- runs this script too; it has drawn no version yet, so the fence stays
+-- unset until the first write.)
+SELECT pg_catalog.setval('ec_feed.restore_fence', 0, true)
+WHERE pg_catalog.pg_sequence_last_value('ec_feed.change_seq') IS NOT NULL;

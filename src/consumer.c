@@ -689,7 +689,7 @@ ec_feed_require_visible_consumer(PG_FUNCTION_ARGS)
 		if (!ec_can_wait_without_snapshot(fcinfo))
 			consumer_not_consistent(&check, 0,
 									"ec_feed.require_visible() waits only when it is a statement of its own (SELECT ec_feed.require_visible($1, $2, $3)) in a READ COMMITTED transaction without open cursors; here it checked once.");
-		if (ec_wait_until(consumer_processed, &check, wait_ms, &waited_ms))
+		if (ec_wait_until(consumer_processed, &check, wait_ms, 0, &waited_ms))
 			PG_RETURN_VOID();
 	}
 	consumer_not_consistent(&check, waited_ms,

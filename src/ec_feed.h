@@ -26,6 +26,7 @@
 #define EC_HISTORY_KEY_IDX		"history_rel_key_idx"	/* (relid, key, seq) */
 #define EC_HISTORY_REL_SEQ_IDX	"history_rel_seq_idx"	/* (relid, seq), 0.2.0 */
 #define EC_VERSION_SEQ			"change_seq"
+#define EC_FENCE_SEQ			"restore_fence"	/* 0.3.0, not dumped */
 #define EC_TRACKED_REL			"tracked_rel"
 #define EC_TRACKED_REL_PKEY		"tracked_rel_pkey"		/* (relid) */
 
@@ -69,6 +70,9 @@ extern Oid	ec_feed_relid(const char *relname);
 extern int64 ec_feed_last_version(void);
 extern int64 ec_feed_next_version(void);
 extern bool ec_history_since(Oid relid, int64 *since);
+extern void ec_insert_tuple(Relation rel, HeapTuple tuple);
+extern bool ec_feed_fence(int64 *fence);
+extern void ec_feed_fence_adopt(void);
 
 /* settings.c: the operations settings (GUCs), in seconds or rows */
 extern int	ec_retention_min_s;

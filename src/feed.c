@@ -28,6 +28,7 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/xid8.h"
 
 #include "compat.h"
@@ -36,6 +37,7 @@
 #include "publish.h"
 #include "segment.h"
 #include "token.h"
+#include "visibility.h"
 
 /* The rels argument: every table must be tracked with history and readable. */
 static void
@@ -105,10 +107,17 @@ check_rels(FeedScan *fs, ArrayType *rels)
 	}
 }
 
+/* Has a transaction ended since the count was read? (a hint: read unlocked) */
+static bool
+transactions_ended(void *arg)
+{
+	return ShmemVariableCache->xactCompletionCount != *(uint64 *) arg;
+}
+
 PG_FUNCTION_INFO_V1(ec_feed_read);
 
 /*
- * ec_feed.read(after text, max_rows int, rels regclass[])
+ * ec_feed.read(after text, max_rows int, rels regclass[], wait_ms int)
  */
 Datum
 ec_feed_read(PG_FUNCTION_ARGS)
@@ -121,6 +130,9 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	int64		returned = 0;
 	bool		took_mark = false;
 	bool		recovery = RecoveryInProgress();
+	int			wait_ms;
+	bool		can_wait;
+	TimestampTz deadline;
 	uint64		horizon;
 	int64		pruned_version;
 	Datum		values[FEED_COLUMNS];
@@ -133,6 +145,16 @@ ec_feed_read(PG_FUNCTION_ARGS)
 				 errdetail("Every page returns at most max_rows changes and one progress row."),
 				 errhint("Pass the most rows one page may return, e.g. 1000.")));
 	max_rows = PG_GETARG_INT32(1);
+	wait_ms = PG_NARGS() > 3 && !PG_ARGISNULL(3) ? PG_GETARG_INT32(3) : 0;
+	if (wait_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait_ms must not be negative"),
+				 errdetail("wait_ms is how long a page with nothing new waits for a change to commit."),
+				 errhint("Pass 0 not to wait, or the most milliseconds to wait.")));
+	/* the wait withdraws the backend's xmin: only where nothing reads on with it */
+	can_wait = wait_ms > 0 && ec_can_wait_without_snapshot(fcinfo);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms);
 
 	memset(&cursor, 0, sizeof(cursor));
 	if (!PG_ARGISNULL(0))
@@ -181,51 +203,72 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	else
 		ec_check_retained(&cursor, horizon);
 
-	/*
-	 * On a standby, a delta ending at a mark this standby has not replayed
-	 * yet (the cursor came from the primary or another standby) waits.
-	 */
-	if (recovery && cursor.pending && !ec_mark_replayed(&cursor.cur))
-		max_rows = 0;
-
-	/*
-	 * Finish the delta the cursor is in, then take one new mark and read
-	 * towards it; a delta that ends with room left on the page moves prev.
-	 */
-	while (returned < max_rows)
+	for (;;)
 	{
-		bool		drained;
+		/* read before the mark: a transaction ending after it wakes the wait */
+		uint64		completions = ShmemVariableCache->xactCompletionCount;
+		long		remaining;
+		long		waited_ms;
 
-		if (!cursor.pending)
+		/*
+		 * On a standby, a delta ending at a mark this standby has not
+		 * replayed yet (the cursor came from the primary or another standby)
+		 * waits.
+		 */
+		bool		blocked = recovery && cursor.pending && !ec_mark_replayed(&cursor.cur);
+
+		/*
+		 * Finish the delta the cursor is in, then take one new mark and read
+		 * towards it; a delta that ends with room left on the page moves
+		 * prev.
+		 */
+		while (!blocked && returned < max_rows)
 		{
-			if (took_mark)
-				break;			/* caught up with a mark of this call */
-			if (recovery)
+			bool		drained;
+
+			if (!cursor.pending)
 			{
-				/* a standby reads up to the newest mark it has replayed (publish.c) */
-				if (!ec_newest_published_mark(&cursor.cur, &cursor.prev, GetLatestSnapshot()))
-					break;
+				if (took_mark)
+					break;		/* caught up with a mark of this call */
+				if (recovery)
+				{
+					/* a standby reads up to the newest mark it replayed (publish.c) */
+					if (!ec_newest_published_mark(&cursor.cur, &cursor.prev, GetLatestSnapshot()))
+						break;
+				}
+				else
+				{
+					ec_take_mark(&cursor.cur, NULL);
+					/* alone in its transaction, the xid it takes ends with it */
+					if (!IsTransactionBlock() && wait_ms == 0 && ec_publish_due())
+						ec_publish(&cursor.cur);
+				}
+				cursor.pending = true;
+				cursor.last = 0;
+				took_mark = true;
+				ec_feed_open_segments(&fs);
 			}
-			else
+			fs.snapshot = RegisterSnapshot(GetLatestSnapshot());
+			returned += ec_scan_delta(&fs, max_rows - returned, &drained);
+			UnregisterSnapshot(fs.snapshot);
+			if (drained)
 			{
-				ec_take_mark(&cursor.cur, NULL);
-				/* alone in its transaction: the xid it takes ends with it */
-				if (!IsTransactionBlock() && ec_publish_due())
-					ec_publish(&cursor.cur);
+				cursor.prev = cursor.cur;
+				cursor.pending = false;
 			}
-			cursor.pending = true;
-			cursor.last = 0;
-			took_mark = true;
-			ec_feed_open_segments(&fs);
 		}
-		fs.snapshot = RegisterSnapshot(GetLatestSnapshot());
-		returned += ec_scan_delta(&fs, max_rows - returned, &drained);
-		UnregisterSnapshot(fs.snapshot);
-		if (drained)
-		{
-			cursor.prev = cursor.cur;
-			cursor.pending = false;
-		}
+
+		/*
+		 * Nothing new: wait until some transaction ends (then look again),
+		 * with no snapshot held, or until wait_ms is over.
+		 */
+		if (returned > 0 || !can_wait)
+			break;
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0 ||
+			!ec_wait_until(transactions_ended, &completions, remaining, 5, &waited_ms))
+			break;
+		took_mark = false;
 	}
 
 	ec_feed_close_segments(&fs);

@@ -114,9 +114,6 @@ ec_history_append(EcChange *change)
 	Datum		values[Natts_history];
 	bool		nulls[Natts_history] = {false};
 	HeapTuple	tuple;
-	TupleTableSlot *slot;
-	List	   *indexes;
-	ListCell   *lc;
 
 	history = table_open(ec_segment_for_write(change->xid), RowExclusiveLock);
 	if (change->op == EC_OP_INSERT && has_later_change(change))
@@ -143,33 +140,13 @@ ec_history_append(EcChange *change)
 	values[Anum_history_prev_version - 1] = Int64GetDatum(change->prev_version);
 	nulls[Anum_history_prev_version - 1] = !change->has_prev_version;
 
+	/*
+	 * seq is a version the stamp trigger drew (track.c checks that no other
+	 * trigger replaced it); the primary key still checks it, so that nothing
+	 * can ever record a version twice.
+	 */
 	tuple = heap_form_tuple(RelationGetDescr(history), values, nulls);
-	simple_heap_insert(history, tuple);
-
-	/* the history has plain column indexes only: no expressions, no predicates */
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(history), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tuple, slot, false);
-	indexes = RelationGetIndexList(history);
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(index);
-		Datum		ivalues[INDEX_MAX_KEYS];
-		bool		inulls[INDEX_MAX_KEYS];
-
-		FormIndexDatum(info, slot, NULL, ivalues, inulls);
-
-		/*
-		 * seq is a version the stamp trigger drew (track.c checks that no
-		 * other trigger replaced it); the primary key still checks it, so
-		 * that nothing can ever record a version twice.
-		 */
-		ec_index_insert(index, ivalues, inulls, &tuple->t_self, history,
-						info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, info);
-		index_close(index, RowExclusiveLock);
-	}
-	list_free(indexes);
-	ExecDropSingleTupleTableSlot(slot);
+	ec_insert_tuple(history, tuple);
 	heap_freetuple(tuple);
 	table_close(history, RowExclusiveLock);
 }

@@ -88,9 +88,6 @@ insert_mark(const EcMark *mark, Oid relid)
 	bool		nulls[Natts_mark] = {false};
 	Datum	   *xip = palloc(sizeof(Datum) * Max(mark->nxip, 1));
 	HeapTuple	tuple;
-	TupleTableSlot *slot;
-	List	   *indexes;
-	ListCell   *lc;
 
 	for (int i = 0; i < mark->nxip; i++)
 		xip[i] = FullTransactionIdGetDatum(FullTransactionIdFromU64(mark->xip[i]));
@@ -104,25 +101,7 @@ insert_mark(const EcMark *mark, Oid relid)
 																FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[Anum_mark_published_at - 1] = TimestampTzGetDatum(GetCurrentTimestamp());
 	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-	simple_heap_insert(rel, tuple);
-
-	slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-	ExecStoreHeapTuple(tuple, slot, false);
-	indexes = RelationGetIndexList(rel);
-	foreach(lc, indexes)
-	{
-		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
-		IndexInfo  *info = BuildIndexInfo(index);
-		Datum		ivalues[INDEX_MAX_KEYS];
-		bool		inulls[INDEX_MAX_KEYS];
-
-		FormIndexDatum(info, slot, NULL, ivalues, inulls);
-		ec_index_insert(index, ivalues, inulls, &tuple->t_self, rel,
-						info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, info);
-		index_close(index, RowExclusiveLock);
-	}
-	list_free(indexes);
-	ExecDropSingleTupleTableSlot(slot);
+	ec_insert_tuple(rel, tuple);
 	heap_freetuple(tuple);
 	table_close(rel, RowExclusiveLock);
 }

@@ -414,8 +414,11 @@ ec_feed_segments_changed(PG_FUNCTION_ARGS)
 
 /*
  * May read() or ack() run the pruning now? Only as a statement of its own
- * (the locks it takes end with it), writable, at most once a second per
- * backend.
+ * (the locks it takes end with it), in READ COMMITTED (the pruning functions
+ * read the catalog of segments with a fresh snapshot per statement, taken
+ * after their lock; with the statement's older one they fail on what another
+ * prune changed meanwhile, and the read with them), writable, at most once a
+ * second per backend.
  */
 bool
 ec_maintenance_due(void)
@@ -423,7 +426,7 @@ ec_maintenance_due(void)
 	static TimestampTz last = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (IsTransactionBlock() || XactReadOnly || RecoveryInProgress() ||
+	if (IsTransactionBlock() || IsolationUsesXactSnapshot() || XactReadOnly || RecoveryInProgress() ||
 		!TimestampDifferenceExceeds(last, now, 1000))
 		return false;
 	last = now;

@@ -163,7 +163,27 @@ ec_open_tracked(Oid relid, LOCKMODE lockmode, bool *history)
 	return rel;
 }
 
-/* The token of a row of a tracked table; key is its primary key if known. */
+/*
+ * Was the row version written in this database, so that its ec_xid names a
+ * transaction of this server? Not when it came with a restore: its version
+ * is at most the restore fence, or the fence is not set yet (catalog.c).
+ * Such a row, visible to the caller who read it, was committed before the
+ * dump was taken; its token carries xid 0 instead of ec_xid, like a row
+ * that existed before track(): it is visible everywhere (visibility.c), and
+ * its ec_xid, a transaction of another database's counter, is never read.
+ */
+static bool
+row_written_here(int64 version)
+{
+	int64		fence;
+
+	return ec_feed_fence(&fence) && version > fence;
+}
+
+/*
+ * The token of a row of a tracked table; key is its primary key if known.
+ * The row must have been read by the caller (visible to it), see above.
+ */
 char *
 ec_row_token_text(Relation rel, const EcRowShape *shape, HeapTuple tuple, Jsonb *key)
 {
@@ -185,6 +205,8 @@ ec_row_token_text(Relation rel, const EcRowShape *shape, HeapTuple tuple, Jsonb 
 	token.key_hash = ec_key_hash(key ? key : ec_row_key(rel, shape, tuple));
 	token.version = DatumGetInt64(version);
 	token.xid = DatumGetFullTransactionId(xid);
+	if (!row_written_here(token.version))
+		token.xid = InvalidFullTransactionId;
 	return ec_token_encode(&token);
 }
 

@@ -483,6 +483,12 @@ ec_feed_stamp(PG_FUNCTION_ARGS)
 				 errdetail("It stamps rows only as the trigger zz_ec_feed_stamp that ec_feed.track() creates."),
 				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
 
+	/*
+	 * The first row write of a restored database marks which versions came
+	 * with the restore, before it draws one of its own (catalog.c).
+	 */
+	ec_feed_fence_adopt();
+
 	/* the trigger scan behind this is the same for every check of this row */
 	history = records_history(rel);
 

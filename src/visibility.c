@@ -519,7 +519,7 @@ ec_can_wait_without_snapshot(FunctionCallInfo fcinfo)
  * *waited_ms tells how long it waited.
  */
 bool
-ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, long *waited_ms)
+ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, int max_step_ms, long *waited_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, wait_ms);
@@ -548,7 +548,7 @@ ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, long *waited_ms)
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
-		step = Min(step * 2, EC_WAIT_STEP_MAX_MS);
+		step = Min(step * 2, max_step_ms > 0 ? max_step_ms : EC_WAIT_STEP_MAX_MS);
 
 		if (check(arg))
 		{
@@ -648,7 +648,7 @@ ec_feed_require_visible(PG_FUNCTION_ARGS)
 		if (!ec_can_wait_without_snapshot(fcinfo))
 			not_consistent(ec_pending_reason(), pending_suggestion(), ec_retry_after(0),
 						   "ec_feed.require_visible() waits only when it is a statement of its own (SELECT ec_feed.require_visible($1, $2)) in a READ COMMITTED transaction without open cursors; here it checked once.");
-		if (ec_wait_until(write_visible_check, &token, wait_ms, &waited_ms))
+		if (ec_wait_until(write_visible_check, &token, wait_ms, 0, &waited_ms))
 			PG_RETURN_VOID();
 	}
 	not_consistent(ec_pending_reason(), pending_suggestion(), ec_retry_after(waited_ms),

@@ -15,7 +15,9 @@ typedef bool (*EcWaitCheck) (void *arg);
 
 extern bool ec_token_visible_now(const EcToken *token);
 extern bool ec_can_wait_without_snapshot(FunctionCallInfo fcinfo);
-extern bool ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, long *waited_ms);
+/* steps of 1, 2, 4 ... up to max_step_ms (0: 10) milliseconds */
+extern bool ec_wait_until(EcWaitCheck check, void *arg, int wait_ms, int max_step_ms,
+						  long *waited_ms);
 extern const char *ec_pending_reason(void);
 extern int	ec_retry_after(long waited_ms);
 extern void ec_not_consistent(const char *reason, const char *consumer,
