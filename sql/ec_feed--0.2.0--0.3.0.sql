@@ -798,8 +798,8 @@ COMMENT ON FUNCTION ec_feed.untrack(regclass, boolean) IS
 'Stops tracking a table: drops the triggers and, with drop_columns, the managed columns (else they stay NOT NULL with default 0). Recorded history stays readable.';
 COMMENT ON FUNCTION ec_feed.untrack_all() IS
 'Untracks every tracked table, keeping ec_version and ec_xid with default 0, and returns them; DROP EXTENSION ec_feed CASCADE runs it first. Needs ownership of each table.';
-COMMENT ON FUNCTION ec_feed.read(text, integer, regclass[]) IS
-'The change feed: the changes committed after the cursor (NULL: from the oldest retained), at most max_rows, each once and in per-row order, of the tables in rels (NULL: every tracked table the caller may read), then one progress row whose cursor resumes after the page.';
+COMMENT ON FUNCTION ec_feed.read(text, integer, regclass[], integer) IS
+'The change feed: the changes committed after the cursor (NULL: from the oldest retained), at most max_rows, each once and in per-row order, of the tables in rels (NULL: every tracked table the caller may read), then one progress row whose cursor resumes after the page; with wait_ms, a page with nothing new waits up to that long for a commit.';
 COMMENT ON FUNCTION ec_feed.cursor_now() IS
 'A cursor at the calling statement''s snapshot. Read in the same REPEATABLE READ transaction as a copy of the tables, the feed from it continues exactly where the copy ends; warns in a READ COMMITTED transaction block and after writes of tracked rows.';
 COMMENT ON FUNCTION ec_feed.row_token(anyelement) IS

@@ -5,7 +5,7 @@
 SELECT f AS function_without_comment
 FROM unnest(ARRAY[
 	'ec_feed.track(regclass, boolean)', 'ec_feed.untrack(regclass, boolean)',
-	'ec_feed.untrack_all()', 'ec_feed.read(text, integer, regclass[])',
+	'ec_feed.untrack_all()', 'ec_feed.read(text, integer, regclass[], integer)',
 	'ec_feed.cursor_now()', 'ec_feed.row_token(anyelement)', 'ec_feed.token(regclass, jsonb)',
 	'ec_feed.update_if(regclass, jsonb, text, jsonb, boolean)',
 	'ec_feed.delete_if(regclass, jsonb, text)', 'ec_feed.token_status(text)',
