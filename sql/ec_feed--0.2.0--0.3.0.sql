@@ -580,6 +580,272 @@ COMMENT ON FUNCTION ec_feed.status() IS
 -- adoption: uninstall, comments, errors, guardrails
 ------------------------------------------------------------------------
 
+-- Stops tracking every table (uninstall, issue 15.1): for each table that
+-- carries one of ec_feed's triggers or is registered, drops those triggers
+-- and gives the managed columns the defaults untrack() gives them (0), so
+-- that plain INSERTs keep working once the extension is gone; forgets the
+-- registrations, those of dropped tables too. Returns the tables untracked.
+-- Needs ownership of each (ALTER TABLE).
+CREATE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	g name;
+BEGIN
+	FOR r IN
+		SELECT t.relid FROM ec_feed.tracked_rel t
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
+		UNION
+		SELECT t.tgrelid::regclass FROM pg_trigger t
+		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+						   'ec_feed.truncate_guard()'::regprocedure)
+		ORDER BY 1
+	LOOP
+		PERFORM ec_feed._check_owner(r);
+		FOR g IN
+			SELECT t.tgname FROM pg_trigger t
+			WHERE t.tgrelid = r
+			  AND t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+							   'ec_feed.truncate_guard()'::regprocedure)
+			ORDER BY t.tgname
+		LOOP
+			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
+		END LOOP;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
+		END IF;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_xid'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_xid SET DEFAULT ''0''', r);
+		END IF;
+		DELETE FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		RETURN NEXT r;
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t
+	WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
+END;
+$$;
+
+-- Before DROP EXTENSION ec_feed (or DROP SCHEMA ec_feed): with CASCADE,
+-- untrack_all() first, so that the tables keep working without the
+-- extension (CASCADE alone would drop the triggers and leave the managed
+-- columns NOT NULL without a default: every plain INSERT would fail);
+-- without it, a clear error naming the tracked tables instead of a list of
+-- dependent triggers. The statement's parse tree is read in C (track.c).
+CREATE FUNCTION ec_feed._before_drop() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'ec_feed_before_drop'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION ec_feed._before_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_before_drop ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION', 'DROP SCHEMA')
+	EXECUTE FUNCTION ec_feed._before_drop();
+
+-- A tracked table keeps a primary key that track() would accept (issue
+-- 15.5): the row triggers find rows by it, so without one every write of
+-- the table would fail while ec_feed.tracked still lists it. An ALTER TABLE
+-- that leaves a table carrying the stamp trigger without such a key (its
+-- key dropped, made deferrable, a key column given a nondeterministic
+-- collation) is refused; replacing the key within one ALTER TABLE works.
+CREATE FUNCTION ec_feed._key_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	keys name[];
+	immediate boolean;
+	nondet name;
+BEGIN
+	FOR r IN
+		SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+		WHERE c.classid = 'pg_class'::regclass
+		  AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.objid
+					  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+	LOOP
+		SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
+			   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
+		INTO keys, immediate, nondet
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		LEFT JOIN pg_collation co ON co.oid = k.coll
+		WHERE i.indrelid = r AND i.indisprimary AND k.ord <= i.indnkeyatts;
+		IF keys IS NULL THEN
+			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
+					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), or replace the key in one statement: ALTER TABLE %s DROP CONSTRAINT ..., ADD PRIMARY KEY (...).', r::text, r);
+		END IF;
+		IF NOT immediate THEN
+			RAISE EXCEPTION 'the primary key of "%" is deferrable', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
+					  HINT = 'Keep the primary key of a tracked table NOT DEFERRABLE, or untrack the table first.';
+		END IF;
+		IF nondet IS NOT NULL THEN
+			RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
+					  HINT = 'Keep a deterministic collation (e.g. COLLATE "C") on the key columns of a tracked table, or untrack the table first.';
+		END IF;
+		IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
+			RAISE EXCEPTION 'the primary key of "%" uses a managed column', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
+					  HINT = 'Use a primary key of other columns.';
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._key_guard() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_key_guard ON ddl_command_end
+	WHEN TAG IN ('ALTER TABLE')
+	EXECUTE FUNCTION ec_feed._key_guard();
+
+-- Adopting the rows a table had before track() (issue 15.2). They share one
+-- version older than the table's history_since, so a stale token of one of
+-- them never merges. adopt() gives each such row a version of its own with
+-- a history entry, through an ordinary UPDATE that changes no value (the
+-- stamp and record triggers do the rest: the feed shows an update whose
+-- changed is empty), in batches of pages, each committed on its own: rows
+-- are locked for one batch only, a run can be stopped and started again
+-- (it takes only the rows still older than history_since), and a row that
+-- a concurrent writer changes meanwhile needs nothing (the UPDATE rechecks
+-- its version). A procedure, to commit between batches; without a SET
+-- clause, which would forbid that: every name below is qualified.
+CREATE PROCEDURE ec_feed.adopt(rel regclass, batch_pages integer DEFAULT 64,
+							   fire_triggers boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	since bigint;
+	pages bigint;
+	first bigint := 0;
+	n bigint;
+	total bigint := 0;
+	tries integer;
+	others text;
+BEGIN
+	IF rel IS NULL OR batch_pages IS NULL OR batch_pages < 1 OR fire_triggers IS NULL THEN
+		RAISE EXCEPTION 'invalid argument of ec_feed.adopt()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'rel must be a table, batch_pages at least 1, fire_triggers not NULL.',
+				  HINT = 'Call e.g. CALL ec_feed.adopt(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked t WHERE t.rel OPERATOR(pg_catalog.=) adopt.rel AND t.history) THEN
+		RAISE EXCEPTION 'table "%" is not tracked with history', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting gives rows versions whose history proves what changed since; a table without history has none.',
+				  HINT = 'Call ec_feed.track() on the table (history => true) first.';
+	END IF;
+	-- the table's own UPDATE triggers and rules would run for every row
+	SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name) INTO others
+	FROM (SELECT g.tgname::text AS name FROM pg_catalog.pg_trigger g
+		  WHERE g.tgrelid OPERATOR(pg_catalog.=) rel AND NOT g.tgisinternal
+			AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+			AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.stamp()'::pg_catalog.regprocedure
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.record()'::pg_catalog.regprocedure
+		  UNION ALL
+		  SELECT 'rule ' || r.rulename::text FROM pg_catalog.pg_rewrite r
+		  WHERE r.ev_class OPERATOR(pg_catalog.=) rel AND r.ev_type OPERATOR(pg_catalog.=) '2'
+			AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D') x;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'table "%" has UPDATE triggers or rules of its own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+
+	pages := pg_catalog.pg_relation_size(rel) OPERATOR(pg_catalog./)
+		pg_catalog.current_setting('block_size')::bigint;
+	WHILE first OPERATOR(pg_catalog.<) pages LOOP
+		tries := 0;
+		LOOP
+			SELECT t.history_since INTO since FROM ec_feed.tracked_rel t
+			WHERE t.relid OPERATOR(pg_catalog.=) rel;
+			BEGIN
+				EXECUTE pg_catalog.format('UPDATE ONLY %s SET ec_version = 0 '
+					'WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 '
+					'AND ec_version OPERATOR(pg_catalog.<) $3', rel)
+					USING pg_catalog.format('(%s,0)', first)::pg_catalog.tid,
+						  pg_catalog.format('(%s,0)', first OPERATOR(pg_catalog.+) batch_pages)::pg_catalog.tid,
+						  since;
+				GET DIAGNOSTICS n = ROW_COUNT;
+				EXIT;
+			EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
+				tries := tries OPERATOR(pg_catalog.+) 1;
+				IF tries OPERATOR(pg_catalog.>=) 5 THEN
+					RAISE;
+				END IF;
+			END;
+		END LOOP;
+		total := total OPERATOR(pg_catalog.+) n;
+		COMMIT;
+		first := first OPERATOR(pg_catalog.+) batch_pages;
+	END LOOP;
+	RAISE NOTICE 'ec_feed.adopt: % rows of "%" got versions of their own', total, rel;
+END;
+$$;
+COMMENT ON PROCEDURE ec_feed.adopt(regclass, integer, boolean) IS
+'Gives every row that predates track() a version of its own with a history entry (an update with empty changed in the feed), so that its stale tokens can merge; in batches of pages, each committed (CALL it outside a transaction block). Resumable; owner only.';
+
+-- What \df+ ec_feed.* shows (issue 15.4): every function of 0.1.0 and
+-- 0.2.0, and those of this section, described for users. The README has
+-- the details.
+COMMENT ON FUNCTION ec_feed.track(regclass, boolean) IS
+'Starts tracking a table (its owner only; it needs a primary key): adds ec_version bigint and ec_xid xid8, the row triggers and the TRUNCATE guard; history => false keeps tokens but records no feed. Idempotent; called again it switches history on or off.';
+COMMENT ON FUNCTION ec_feed.untrack(regclass, boolean) IS
+'Stops tracking a table: drops the triggers and, with drop_columns, the managed columns (else they stay NOT NULL with default 0). Recorded history stays readable.';
+COMMENT ON FUNCTION ec_feed.untrack_all() IS
+'Untracks every tracked table, keeping ec_version and ec_xid with default 0, and returns them; DROP EXTENSION ec_feed CASCADE runs it first. Needs ownership of each table.';
+COMMENT ON FUNCTION ec_feed.read(text, integer, regclass[], integer) IS
+'The change feed: the changes committed after the cursor (NULL: from the oldest retained), at most max_rows, each once and in per-row order, of the tables in rels (NULL: every tracked table the caller may read), then one progress row whose cursor resumes after the page; with wait_ms, a page with nothing new waits up to that long for a commit.';
+COMMENT ON FUNCTION ec_feed.cursor_now() IS
+'A cursor at the calling statement''s snapshot. Read in the same REPEATABLE READ transaction as a copy of the tables, the feed from it continues exactly where the copy ends; warns in a READ COMMITTED transaction block and after writes of tracked rows.';
+COMMENT ON FUNCTION ec_feed.row_token(anyelement) IS
+'The token (ETag) of a row of a tracked table as read, e.g. SELECT t.*, ec_feed.row_token(t) FROM tab t: names the table, the row and its version, and carries the writer''s transaction. No extra lookup.';
+COMMENT ON FUNCTION ec_feed.token(regclass, jsonb) IS
+'The current token of the row with this primary key (a JSON object of the key columns) as the caller may read it, NULL if there is none.';
+COMMENT ON FUNCTION ec_feed.update_if(regclass, jsonb, text, jsonb, boolean) IS
+'Conditional update by key and token: applied (current token), merged (stale token, nothing requested changed since), conflict (with the row now, the requested values and the columns in conflict), not_found or deleted; merge => false makes any stale token a conflict. Runs as the caller.';
+COMMENT ON FUNCTION ec_feed.delete_if(regclass, jsonb, text) IS
+'Conditional delete by key and token: applied, merged (stale token, nothing changed since), conflict (with the row now), not_found or deleted. Runs as the caller.';
+COMMENT ON FUNCTION ec_feed.token_status(text) IS
+'visible when the write the token names is visible to a new snapshot on this server (primary or hot standby), pending when not yet; 22023 when it was rolled back.';
+COMMENT ON FUNCTION ec_feed.require_visible(text, integer) IS
+'Returns once the write the token names is visible here; else waits up to wait_ms (only as a statement of its own in READ COMMITTED, holding no snapshot) and raises EC003 with a JSON errdetail (reason, retry_after_ms).';
+COMMENT ON FUNCTION ec_feed.get(regclass, jsonb, text) IS
+'One row by primary key, as the caller may read it: found (the row and its token), not_found, or not_consistent when min_token''s write is not visible on this server yet (retry, or read from the primary).';
+COMMENT ON FUNCTION ec_feed.stamp() IS
+'Trigger function of zz_ec_feed_stamp (BEFORE row): writes ec_version and ec_xid. Not to be called otherwise.';
+COMMENT ON FUNCTION ec_feed.record() IS
+'Trigger function of zz_ec_feed_record (AFTER row): records the change in the history. Not to be called otherwise.';
+COMMENT ON FUNCTION ec_feed.truncate_guard() IS
+'Trigger function of zz_ec_feed_truncate_guard: refuses TRUNCATE of a tracked table unless its owner set ec_feed.allow_truncate.';
+COMMENT ON FUNCTION ec_feed._check_owner(regclass) IS
+'Internal (track, untrack): raises 42501 unless the caller owns the table.';
+COMMENT ON FUNCTION ec_feed._add_managed_column(regclass, name, regtype, text) IS
+'Internal (track): adds a managed column, or brings an existing one into shape (NOT NULL, no default).';
+COMMENT ON FUNCTION ec_feed._draw_version() IS
+'Internal: a fresh version from ec_feed.change_seq (for the marks track() keeps).';
+COMMENT ON FUNCTION ec_feed._unstamped(regclass) IS
+'Internal (track): does the table carry ec_version while ec_feed does not stamp it (untracked, columns made by hand, stamp trigger dropped or disabled)?';
+COMMENT ON FUNCTION ec_feed._renumber(regclass) IS
+'Internal (track): gives every row of a table that was written unstamped a fresh version, so that no token read before applies.';
+COMMENT ON FUNCTION ec_feed._schema_changed() IS
+'Event trigger function (ALTER TABLE): moves history_since of an altered tracked table, so that tokens from before never merge.';
+COMMENT ON FUNCTION ec_feed._before_drop() IS
+'Event trigger function (DROP EXTENSION, DROP SCHEMA): untracks every table before ec_feed is dropped with CASCADE; without CASCADE, refuses while tables are tracked.';
+COMMENT ON FUNCTION ec_feed._key_guard() IS
+'Event trigger function (ALTER TABLE): refuses to leave a tracked table without a primary key that track() accepts.';
+COMMENT ON VIEW ec_feed.tracked IS
+'The tracked tables: those carrying ec_feed''s stamp trigger, with their primary key as it is now and whether their changes are recorded.';
+COMMENT ON TYPE ec_feed.write_result IS
+'The result of update_if and delete_if: status (applied, merged, conflict, not_found, deleted), the newest token, the row now, the requested values, the conflicting columns and every column changed since the token (NULL when the history cannot tell).';
+
 ------------------------------------------------------------------------
 -- dump and restore
 ------------------------------------------------------------------------

@@ -10,7 +10,9 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/relation.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -20,12 +22,14 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "compat.h"
 #include "ec_feed.h"
@@ -284,15 +288,78 @@ ec_feed_read(PG_FUNCTION_ARGS)
 PG_FUNCTION_INFO_V1(ec_feed_cursor_now);
 
 /*
+ * Has the caller's transaction recorded changes that are still there (not
+ * rolled back to a savepoint)? It recorded them all into one segment that
+ * is not frozen, as it is running: one index probe of each such segment.
+ */
+static bool
+own_changes_recorded(void)
+{
+	FullTransactionId own = GetTopFullTransactionIdIfAny();
+	const EcSegmentList *segments;
+	bool		found = false;
+
+	if (!FullTransactionIdIsValid(own))
+		return false;
+	segments = ec_segments();
+	for (int i = 0; i < segments->n && !found; i++)
+	{
+		const EcSegment *seg = &segments->segs[i];
+		Relation	hist;
+		ScanKeyData key;
+		SysScanDesc scan;
+		Snapshot	snapshot;
+
+		if (!OidIsValid(seg->relid) || seg->frozen)
+			continue;
+		hist = try_relation_open(seg->relid, AccessShareLock);
+		if (hist == NULL)
+			continue;
+		ScanKeyInit(&key, Anum_history_xid, BTEqualStrategyNumber, F_XID8EQ,
+					FullTransactionIdGetDatum(own));
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		scan = systable_beginscan(hist, seg->xid_index, true, snapshot, 1, &key);
+		found = HeapTupleIsValid(systable_getnext(scan));
+		systable_endscan(scan);
+		UnregisterSnapshot(snapshot);
+		relation_close(hist, AccessShareLock);
+	}
+	return found;
+}
+
+/*
  * ec_feed.cursor_now(): a cursor at the caller's snapshot. In a REPEATABLE
  * READ transaction that also copies the tables, the feed from this cursor
  * continues exactly where the copy ends.
+ *
+ * The same call also starts a consumer "from now", which is right at any
+ * isolation level, so it cannot refuse what would be a wrong hand-over; it
+ * warns where a copy in the same transaction cannot match the cursor: a
+ * transaction that has recorded changes (the feed returns them after it
+ * commits, while its copy sees them already) and a READ COMMITTED
+ * transaction that began before this statement, i.e. of several statements
+ * (each reads with a snapshot of its own). IsTransactionBlock() would also
+ * say so for a single statement that runs a function with an exception
+ * block (a subtransaction).
  */
 Datum
 ec_feed_cursor_now(PG_FUNCTION_ARGS)
 {
 	EcCursor	cursor;
 
+	if (own_changes_recorded())
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("ec_feed.cursor_now() in a transaction that has written tracked rows"),
+				 errdetail("The feed from this cursor returns this transaction's changes of tracked tables once it commits, while a copy made in this transaction already sees them: a hand-over from such a copy gets them twice."),
+				 errhint("For a hand-over, call ec_feed.cursor_now() in a transaction that has not written tracked tables: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY.")));
+	else if (!IsolationUsesXactSnapshot() &&
+			 GetCurrentTransactionStartTimestamp() != GetCurrentStatementStartTimestamp())
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("ec_feed.cursor_now() in a READ COMMITTED transaction"),
+				 errdetail("Each statement of this transaction reads with a new snapshot, so a copy made in it does not end where the cursor starts: a hand-over from such a copy gets changes twice, or misses them."),
+				 errhint("For a hand-over, read the cursor and the copy in one REPEATABLE READ transaction: BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY.")));
 	memset(&cursor, 0, sizeof(cursor));
 	if (RecoveryInProgress())
 	{

@@ -12,11 +12,23 @@
 
 #include "access/htup_details.h"
 #include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/elog.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 
 #include "ec_feed.h"
 #include "rowaccess.h"
+
+/*
+ * A value of the key or changes argument that does not convert to its
+ * column's type (any data exception, or a domain's constraint). One code of
+ * its own: PostgreSQL's codes for these (22P02, 22003, 22007, ...) overlap
+ * those of malformed tokens, and an API must tell a bad request body (422)
+ * from a bad ETag (412) by the SQLSTATE alone.
+ */
+#define ERRCODE_EC_INVALID_VALUE	MAKE_SQLSTATE('E','C','0','0','5')
 
 static void
 make_tuple(HeapTuple tuple, HeapTupleHeader td, Oid relid)
@@ -45,6 +57,116 @@ populate(RelEntry *entry, Jsonb *obj)
 	if (fcinfo->isnull)
 		elog(ERROR, "jsonb_populate_record returned NULL");
 	make_tuple(tuple, DatumGetHeapTupleHeader(result), entry->relid);
+	return tuple;
+}
+
+/*
+ * Called in PG_CATCH() after converting the value of column att failed: a
+ * data exception or a domain's constraint becomes EC005 naming the column;
+ * anything else (out of memory, a cancel) is rethrown as it is. Nothing runs
+ * between the failure and the new error, so no state of the failed
+ * conversion is used.
+ */
+static void pg_attribute_noreturn()
+invalid_value(MemoryContext cxt, Relation rel, Form_pg_attribute att, const char *what)
+{
+	ErrorData  *edata;
+	int			category;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	category = ERRCODE_TO_CATEGORY(edata->sqlerrcode);
+	if (category != ERRCODE_DATA_EXCEPTION &&
+		category != ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION)
+		PG_RE_THROW();
+	FlushErrorState();
+	ereport(ERROR,
+			(errcode(ERRCODE_EC_INVALID_VALUE),
+			 errmsg("invalid value for column \"%s\" of \"%s\" in %s",
+					NameStr(att->attname), RelationGetRelationName(rel), what),
+			 errdetail("Converting it to type %s failed: %s (SQLSTATE %s).%s%s",
+					   format_type_with_typemod(att->atttypid, att->atttypmod),
+					   edata->message, unpack_sql_state(edata->sqlerrcode),
+					   edata->detail ? " " : "", edata->detail ? edata->detail : ""),
+			 strcmp(what, "key") == 0 ?
+			 errhint("Pass the key as ec_feed shows it, e.g. in the feed's key column.") :
+			 errhint("Send a value of the column's type, in the form ec_feed shows the row (update_if's current, get's data).")));
+}
+
+/* populate(), with a failure to convert att's value reported as EC005 */
+static HeapTuple
+convert(RelEntry *entry, Relation rel, Jsonb *member, Form_pg_attribute att, const char *what)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	HeapTuple	tuple = NULL;
+
+	PG_TRY();
+	{
+		tuple = populate(entry, member);
+	}
+	PG_CATCH();
+	{
+		invalid_value(cxt, rel, att, what);
+	}
+	PG_END_TRY();
+	return tuple;
+}
+
+/* {name: obj->name}: one member of an object */
+static Jsonb *
+one_member(Jsonb *obj, const char *name)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue *v = getKeyJsonValueFromContainer(&obj->root, name, strlen(name), NULL);
+
+	if (v == NULL)
+		elog(ERROR, "member \"%s\" vanished from the object", name);
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = strlen(name);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(&state, WJB_KEY, &k);
+	pushJsonbValue(&state, WJB_VALUE, v);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
+/*
+ * The object's values (its members name the columns attnums) converted to
+ * the columns' types, as a row of the table with every other column NULL.
+ * Each member is converted on its own, so that a value that does not
+ * convert is reported with its column (EC005); an object of one member, the
+ * common case, costs one conversion as before.
+ */
+static HeapTuple
+populate_columns(RelEntry *entry, Relation rel, Jsonb *obj, int n,
+				 const AttrNumber *attnums, const char *what)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum	   *values = NULL;
+	bool	   *nulls = NULL;
+	HeapTuple	tuple = NULL;
+
+	if (n > 1)
+	{
+		values = palloc0(sizeof(Datum) * desc->natts);
+		nulls = palloc(sizeof(bool) * desc->natts);
+		memset(nulls, true, sizeof(bool) * desc->natts);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
+
+		tuple = convert(entry, rel, n == 1 ? obj : one_member(obj, NameStr(att->attname)),
+						att, what);
+		if (n > 1)
+			values[attnums[i] - 1] = heap_getattr(tuple, attnums[i], desc, &nulls[attnums[i] - 1]);
+	}
+	if (n > 1)
+	{
+		tuple = heap_form_tuple(desc, values, nulls);
+		tuple->t_tableOid = entry->relid;
+	}
 	return tuple;
 }
 
@@ -152,7 +274,7 @@ ec_parse_key(RelEntry *entry, Relation rel, Jsonb *key, Datum *values, Jsonb **c
 							   RelationGetRelationName(rel)),
 					 errhint("Pass the key as ec_feed returns it, e.g. in the feed's key column.")));
 
-	tuple = populate(entry, key);
+	tuple = populate_columns(entry, rel, key, shape->nkeys, shape->key_attnums, "key");
 	for (int i = 0; i < shape->nkeys; i++)
 	{
 		bool		isnull;
@@ -216,6 +338,6 @@ ec_parse_changes(RelEntry *entry, Relation rel, Jsonb *changes, AttrNumber *attn
 				 errdetail("An empty object would write nothing."),
 				 errhint("Pass the columns to change and their new values.")));
 	qsort(attnums, ncols, sizeof(AttrNumber), cmp_attnum);
-	*tuple = populate(entry, changes);
+	*tuple = populate_columns(entry, rel, changes, ncols, attnums, "changes");
 	return ncols;
 }

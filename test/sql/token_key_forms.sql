@@ -2,7 +2,8 @@
 -- a key converts it as jsonb_populate_record() does, so token(), get(),
 -- update_if() and delete_if() agree. For an integer column a JSON number
 -- written with a fraction part or a scale ({"id": 1.0}, 10e-1) is not
--- integer input (22P02), while 1e0 and 0.1e1 are the number 1 and "1" is
+-- integer input (EC005 naming the column; 22P02 from
+-- jsonb_populate_record() itself), while 1e0 and 0.1e1 are the number 1 and "1" is
 -- read as integer input: the number's text as numeric_out() shows it is
 -- what the integer type reads.
 

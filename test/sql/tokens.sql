@@ -513,7 +513,7 @@ SELECT * FROM tok_update('ty4', 'tok_types', '{"id": 1}', ec_feed.token('tok_typ
 SELECT amount IS NULL AND tags IS NULL AND doc IS NULL AND blob IS NULL AS all_null FROM tok_types WHERE id = 1;
 -- a JSON null inside a jsonb value stays JSON
 SELECT * FROM tok_update('ty5', 'tok_types', '{"id": 1}', tok('ty4'), '{"doc": {"v": null}}');
--- values that do not fit the column are the column type's errors
+-- values that do not fit the column: EC005, naming the column, with the type's error
 SELECT * FROM ec_feed.update_if('tok_types', '{"id": 1}', tok('ty5'), '{"label": "too long"}');
 SELECT * FROM ec_feed.update_if('tok_types', '{"id": 1}', tok('ty5'), '{"amount": "lots"}');
 SELECT * FROM ec_feed.update_if('tok_types', '{"id": 1}', tok('ty5'), '{"amount": 123456789012}');
