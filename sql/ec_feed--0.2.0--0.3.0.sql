@@ -284,6 +284,37 @@ RETURNS TABLE(cursor text, op text, rel regclass, key jsonb, version bigint, xid
 AS 'MODULE_PATHNAME', 'ec_feed_read'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
+COMMENT ON TABLE ec_feed.segment IS
+'The segments of the history (ec_feed.history is segment 0, then ec_feed.history_N): when each became current, was closed, frozen (no writer left), and what it holds once frozen. Pruning drops whole segments.';
+COMMENT ON TABLE ec_feed.pruned IS
+'What pruning removed: every change of a transaction below horizon is gone; a cursor that still needs one gets EC001.';
+COMMENT ON TABLE ec_feed.mark IS
+'Marks the primary published for hot standbys: a standby reads the feed up to the newest one it has replayed.';
+COMMENT ON FUNCTION ec_feed.prune() IS
+'Runs the maintenance of the history now: closes the current segment when due, freezes closed ones without writers, drops frozen ones no consumer needs after ec_feed.retention_min; drops consumers idle for ec_feed.retention_max. Returns the number of changes removed.';
+COMMENT ON FUNCTION ec_feed.publish_mark() IS
+'Publishes a mark for hot standbys now (a standby reads the feed up to the newest published mark it has replayed). For a scheduler when no background worker publishes.';
+COMMENT ON FUNCTION ec_feed._maintain(boolean) IS
+'Internal: the steps of ec_feed.prune(), as the extension owner.';
+COMMENT ON FUNCTION ec_feed._auto_prune() IS
+'Internal: runs ec_feed._maintain() when due, from ack() and register_consumer().';
+COMMENT ON FUNCTION ec_feed._create_segment(integer) IS
+'Internal: creates the table of a new history segment, a member of the extension.';
+COMMENT ON FUNCTION ec_feed._settings() IS
+'Internal: the operations settings (ec_feed.retention_min, retention_max, segment_rows, segment_period, pending_warn), typed.';
+COMMENT ON FUNCTION ec_feed._next_xid() IS
+'Internal: the next transaction id, read now.';
+COMMENT ON FUNCTION ec_feed._oldest_running_xid() IS
+'Internal: no transaction below this one is running, in any database, prepared ones included.';
+COMMENT ON FUNCTION ec_feed._segments_changed() IS
+'Internal: makes other sessions read the list of segments again.';
+COMMENT ON FUNCTION ec_feed._maintenance_due() IS
+'Internal: may read() or ack() run the maintenance now (a statement of its own, READ COMMITTED, writable, at most once a second per session)?';
+COMMENT ON FUNCTION ec_feed._check_retained(text) IS
+'Internal: raises EC001 when the cursor needs changes that were pruned.';
+COMMENT ON FUNCTION ec_feed._oldest_cursor() IS
+'The oldest cursor still served: every change of a transaction at or above the prune horizon.';
+
 ------------------------------------------------------------------------
 -- operations: consumers, status
 ------------------------------------------------------------------------

@@ -67,7 +67,7 @@ populate(RelEntry *entry, Jsonb *obj)
  * between the failure and the new error, so no state of the failed
  * conversion is used.
  */
-static void pg_attribute_noreturn()
+pg_noreturn static void
 invalid_value(MemoryContext cxt, Relation rel, Form_pg_attribute att, const char *what)
 {
 	ErrorData  *edata;

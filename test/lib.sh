@@ -99,7 +99,7 @@ ec_ensure_packages() {
 	[ ${#missing[@]} -eq 0 ] && return 0
 	ec_log "installing missing Debian packages: ${missing[*]}"
 	ec_can_root ||
-		ec_die "missing packages ${missing[*]}, and no root rights (run as root, or: sudo apt-get install ${missing[*]})"
+		ec_die "missing packages ${missing[*]}, and no root rights (run as root: apt-get install ${missing[*]})"
 	if [ -z "$EC_APT_UPDATED" ]; then
 		ec_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null ||
 			ec_die "apt-get update failed"

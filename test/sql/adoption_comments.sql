@@ -21,3 +21,11 @@ WHERE obj_description(f, 'pg_proc') IS NULL;
 -- and the view and the result type
 SELECT obj_description('ec_feed.tracked'::regclass, 'pg_class') IS NOT NULL AS tracked_view,
 	   obj_description('ec_feed.write_result'::regtype, 'pg_type') IS NOT NULL AS write_result_type;
+
+-- and every other function of the extension, whichever part added it
+SELECT p.oid::regprocedure AS member_function_without_comment
+FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+WHERE d.classid = 'pg_proc'::regclass AND d.refclassid = 'pg_extension'::regclass
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'ec_feed') AND d.deptype = 'e'
+  AND obj_description(p.oid, 'pg_proc') IS NULL
+ORDER BY 1;
