@@ -855,7 +855,7 @@ COMMENT ON FUNCTION ec_feed.stamp() IS
 COMMENT ON FUNCTION ec_feed.record() IS
 'Trigger function of zz_ec_feed_record (AFTER row): records the change in the history. Not to be called otherwise.';
 COMMENT ON FUNCTION ec_feed.truncate_guard() IS
-'Trigger function of zz_ec_feed_truncate_guard: refuses TRUNCATE of a tracked table unless its owner set ec_feed.allow_truncate.';
+'Trigger function of zz_ec_feed_truncate_guard: refuses TRUNCATE of a tracked table unless its owner set ec_feed.allow_truncate; an allowed TRUNCATE is recorded as one change with op truncate.';
 COMMENT ON FUNCTION ec_feed._check_owner(regclass) IS
 'Internal (track, untrack): raises 42501 unless the caller owns the table.';
 COMMENT ON FUNCTION ec_feed._add_managed_column(regclass, name, regtype, text) IS

@@ -33,6 +33,7 @@
 /* the triggers ec_feed.track() puts on a table */
 #define EC_STAMP_TRIGGER		"zz_ec_feed_stamp"		/* BEFORE row: ec_feed.stamp() */
 #define EC_RECORD_TRIGGER		"zz_ec_feed_record"		/* AFTER row: ec_feed.record() */
+#define EC_TRUNCATE_TRIGGER		"zz_ec_feed_truncate_guard"	/* BEFORE TRUNCATE: ec_feed.truncate_guard() */
 
 /* columns of ec_feed.tracked_rel */
 #define Anum_tracked_rel_relid			1
@@ -44,8 +45,8 @@
 #define Anum_history_xid		2	/* xid8: top-level writer */
 #define Anum_history_relid		3	/* oid */
 #define Anum_history_op			4	/* "char": EC_OP_* */
-#define Anum_history_key		5	/* jsonb */
-#define Anum_history_data		6	/* jsonb */
+#define Anum_history_key		5	/* jsonb; 'null' for a table-level entry */
+#define Anum_history_data		6	/* jsonb; 'null' for a table-level entry */
 #define Anum_history_changed	7	/* text[], updates only */
 #define Anum_history_prev_version	8	/* bigint (0.2.0): the version an update
 											 * or delete replaced; NULL for inserts */
@@ -53,6 +54,7 @@
 #define EC_OP_INSERT			'i'
 #define EC_OP_UPDATE			'u'
 #define EC_OP_DELETE			'd'
+#define EC_OP_TRUNCATE			't'	/* table-level: key and data 'null' */
 
 /* SQLSTATEs of the contract, section 6 */
 #define ERRCODE_EC_CURSOR_TOO_OLD		MAKE_SQLSTATE('E','C','0','0','1')

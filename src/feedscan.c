@@ -388,6 +388,8 @@ op_text(char op)
 			return cstring_to_text("update");
 		case EC_OP_DELETE:
 			return cstring_to_text("delete");
+		case EC_OP_TRUNCATE:
+			return cstring_to_text("truncate");
 	}
 	elog(ERROR, "unexpected op \"%c\" in ec_feed.history", op);
 	return NULL;				/* keep compiler quiet */
@@ -400,14 +402,22 @@ emit_change(FeedScan *fs, TupleTableSlot *slot)
 	bool		nulls[FEED_COLUMNS] = {false};
 	bool		isnull;
 	MemoryContext old = MemoryContextSwitchTo(fs->row_context);
+	char		op;
 
+	op = DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull));
 	values[0] = CStringGetTextDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
-	values[1] = PointerGetDatum(op_text(DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull))));
+	values[1] = PointerGetDatum(op_text(op));
 	values[2] = slot_getattr(slot, Anum_history_relid, &isnull);
-	values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
 	values[4] = slot_getattr(slot, Anum_history_seq, &isnull);
 	values[5] = slot_getattr(slot, Anum_history_xid, &isnull);
-	values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_data, &isnull)));
+	/* a truncate names no row: key and data NULL (stored as JSON null) */
+	nulls[3] = nulls[6] = op == EC_OP_TRUNCATE;
+	values[3] = values[6] = (Datum) 0;
+	if (op != EC_OP_TRUNCATE)
+	{
+		values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
+		values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_data, &isnull)));
+	}
 	values[7] = slot_getattr(slot, Anum_history_changed, &nulls[7]);
 	if (!nulls[7])
 		values[7] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[7]));

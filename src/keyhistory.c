@@ -8,6 +8,12 @@
  * the row since the token (history_since and the chain of prev versions, see
  * ec_changed_since()).
  *
+ * A TRUNCATE is recorded as one table-level entry (key JSON null, op
+ * EC_OP_TRUNCATE, see track.c): for every key it is a delete that names no
+ * version, so the entries of a key include the table's truncates in the same
+ * range of versions, and a truncate breaks the chain: a stale token never
+ * merges across it, and without a row it answers deleted.
+ *
  * The history is read with the index access method, not as the caller, who
  * may have no privilege on ec_feed.history. It is read only for the row the
  * caller has just locked, or, to tell deleted from not_found, when the caller
@@ -26,6 +32,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -41,7 +48,7 @@ typedef struct HistorySince
 	bool		chained;		/* each later entry follows the one before it */
 	int64		last;			/* the newest entry's version, 0 if none */
 	bool		replaced;		/* deleted (and maybe inserted again) since */
-	bool		deleted;		/* a delete since the token */
+	bool		deleted;		/* a delete or truncate since the token */
 	List	   *changed;		/* names from the updates' changed, no duplicates */
 } HistorySince;
 
@@ -75,11 +82,57 @@ compare_entries(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* Append the entries of (relid, key) from version on in one segment. */
+static void
+scan_entries(Relation history, Oid key_index, Snapshot snapshot, Oid relid, Jsonb *key,
+			 int64 version, KeyEntry **entries, int *count, int *size)
+{
+	TupleDesc	desc = RelationGetDescr(history);
+	SysScanDesc scan;
+	ScanKeyData skey[3];
+	HeapTuple	tuple;
+
+	ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
+				JsonbPGetDatum(key));
+	ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
+				Int64GetDatum(version));
+	scan = systable_beginscan(history, key_index, true, snapshot, 3, skey);
+	while ((tuple = systable_getnext(scan)) != NULL)
+	{
+		KeyEntry   *e;
+		bool		isnull;
+		Datum		changed;
+
+		CHECK_FOR_INTERRUPTS();
+		if (*count == *size)
+		{
+			*size *= 2;
+			*entries = repalloc_huge(*entries, sizeof(KeyEntry) * *size);
+		}
+		e = &(*entries)[(*count)++];
+		e->seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
+		e->op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		e->prev_null = true;
+		e->prev = 0;
+		if (desc->natts >= Anum_history_prev_version)
+			e->prev = DatumGetInt64(heap_getattr(tuple, Anum_history_prev_version, desc, &e->prev_null));
+		e->changed = 0;
+		changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
+		if (!isnull)
+			e->changed = PointerGetDatum(DatumGetArrayTypePCopy(changed));
+	}
+	systable_endscan(scan);
+}
+
 /*
- * The entries of one key from version on, from every segment that may hold
- * one, in version order. Segments are read with the same snapshot; one that
- * pruning dropped meanwhile holds nothing this recent that a caller with a
- * retained token could need, and the chain shows a hole if it did.
+ * The entries of one key from version on, with the table-level entries
+ * (truncates, key JSON null) in the same range, from every segment that may
+ * hold one, in version order. Both are probes of the index on (relid, key,
+ * seq). Segments are read with the same snapshot; one that pruning dropped
+ * meanwhile holds nothing this recent that a caller with a retained token
+ * could need, and the chain shows a hole if it did.
  */
 static KeyEntry *
 key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
@@ -89,6 +142,7 @@ key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
 	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	int			size = 16;
 	KeyEntry   *entries = palloc(sizeof(KeyEntry) * size);
+	Jsonb	   *table_level = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
 
 	*count = 0;
 	*chained = true;
@@ -96,52 +150,19 @@ key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
 	{
 		const EcSegment *seg = &segments->segs[i];
 		Relation	history;
-		TupleDesc	desc;
-		SysScanDesc scan;
-		ScanKeyData skey[3];
-		HeapTuple	tuple;
 
 		if (!OidIsValid(seg->relid) || (seg->frozen && seg->max_version < version))
 			continue;
 		history = try_relation_open(seg->relid, AccessShareLock);
 		if (history == NULL)
 			continue;
-		desc = RelationGetDescr(history);
 		/* entries written before 0.2.0's upgrade script ran name no prev */
-		if (desc->natts < Anum_history_prev_version)
+		if (RelationGetDescr(history)->natts < Anum_history_prev_version)
 			*chained = false;
-		ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
-					ObjectIdGetDatum(relid));
-		ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
-					JsonbPGetDatum(key));
-		ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
-					Int64GetDatum(version));
-		scan = systable_beginscan(history, seg->key_index, true, snapshot, 3, skey);
-		while ((tuple = systable_getnext(scan)) != NULL)
-		{
-			KeyEntry   *e;
-			bool		isnull;
-			Datum		changed;
-
-			CHECK_FOR_INTERRUPTS();
-			if (*count == size)
-			{
-				size *= 2;
-				entries = repalloc_huge(entries, sizeof(KeyEntry) * size);
-			}
-			e = &entries[(*count)++];
-			e->seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
-			e->op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
-			e->prev_null = true;
-			e->prev = 0;
-			if (desc->natts >= Anum_history_prev_version)
-				e->prev = DatumGetInt64(heap_getattr(tuple, Anum_history_prev_version, desc, &e->prev_null));
-			e->changed = 0;
-			changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
-			if (!isnull)
-				e->changed = PointerGetDatum(DatumGetArrayTypePCopy(changed));
-		}
-		systable_endscan(scan);
+		scan_entries(history, seg->key_index, snapshot, relid, key, version,
+					 &entries, count, &size);
+		scan_entries(history, seg->key_index, snapshot, relid, table_level, version,
+					 &entries, count, &size);
 		relation_close(history, AccessShareLock);
 	}
 	UnregisterSnapshot(snapshot);
@@ -179,8 +200,10 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 			prev_op = e->op;
 			continue;
 		}
-		if (e->op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
-			e->prev_null || e->prev != expect)
+		/* a truncate names no version it removed: the chain ends there */
+		if (e->op == EC_OP_TRUNCATE ||
+			(e->op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
+			 e->prev_null || e->prev != expect))
 			hs->chained = false;
 		prev_op = e->op;
 		expect = e->seq;
@@ -201,7 +224,7 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 		else
 		{
 			hs->replaced = true;
-			if (e->op == EC_OP_DELETE)
+			if (e->op == EC_OP_DELETE || e->op == EC_OP_TRUNCATE)
 				hs->deleted = true;
 		}
 	}

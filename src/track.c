@@ -29,8 +29,10 @@
  * insert with the lower version; the record trigger then records it under a
  * fresh one (history.c), and the row keeps the one drawn here.
  *
- * zz_ec_feed_truncate_guard (BEFORE TRUNCATE) refuses TRUNCATE, which would
- * remove rows without a record a consumer could follow.
+ * zz_ec_feed_truncate_guard (BEFORE TRUNCATE, statement) refuses TRUNCATE
+ * unless ec_feed.allow_truncate is on and the caller owns the table; then it
+ * records the TRUNCATE as one table-level change (record_truncate), which a
+ * consumer that does not know op "truncate" would not follow.
  *
  * The event trigger ec_feed_before_drop (ddl_command_start of DROP EXTENSION
  * and DROP SCHEMA) guards the uninstall: DROP EXTENSION ec_feed CASCADE would
@@ -65,6 +67,7 @@
 #include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -426,7 +429,7 @@ _PG_init(void)
 {
 	DefineCustomBoolVariable("ec_feed.allow_truncate",
 							 "Allows TRUNCATE of tables tracked by ec_feed.",
-							 "TRUNCATE removes rows without recording their deletion in the feed.",
+							 "A TRUNCATE is recorded in the feed as one change with op truncate, which every consumer must handle.",
 							 &allow_truncate,
 							 false,
 							 PGC_USERSET,
@@ -645,6 +648,53 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	return PointerGetDatum(NULL);
 }
 
+/*
+ * Record a TRUNCATE of a table with history: one table-level entry, op
+ * EC_OP_TRUNCATE, key and data 'null' (the history's columns are NOT NULL;
+ * no real key is a JSON null, keys are objects), no changed, no prev: it
+ * stands for the delete of every row the table held, whatever their
+ * versions. A consumer empties its copy of the table; the conditional
+ * writes count it as a delete of every key that breaks the chain of
+ * versions (keyhistory.c).
+ *
+ * Its place in the feed is its version. The guard fires after TRUNCATE took
+ * ACCESS EXCLUSIVE on every table it truncates, held to the end of the
+ * transaction: every other transaction that wrote the table (each holds at
+ * least ROW EXCLUSIVE on it while it draws its versions) has ended before
+ * this version is drawn, and every later one draws after it, once this
+ * transaction has ended. So for every key of the table, version order is
+ * commit order (G3), as for a delete drawn under the row lock. Changes the
+ * truncating transaction made to the table before the TRUNCATE statement
+ * precede it, those after it follow (TRUNCATE refuses to run while AFTER
+ * trigger events of the table are pending, so none is recorded late).
+ *
+ * As in the stamp trigger: the restore fence first, then the xid, then the
+ * version (a mark's readings rely on a version being drawn after its
+ * transaction got its xid). The entry goes into the history in the
+ * subtransaction of the TRUNCATE, so a TRUNCATE rolled back (or a savepoint
+ * rolled back over it) leaves no visible entry, like its table's data.
+ */
+static void
+record_truncate(Relation rel)
+{
+	EcChange	change;
+	Jsonb	   *null_json;
+
+	ec_feed_fence_adopt();
+	null_json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+	change.xid = GetTopFullTransactionId();
+	change.seq = ec_feed_next_version();
+	change.relid = RelationGetRelid(rel);
+	change.op = EC_OP_TRUNCATE;
+	change.key = null_json;
+	change.data = null_json;
+	change.changed = NULL;
+	change.has_prev_version = false;
+	change.prev_version = 0;
+	ec_history_append(&change);
+	ec_publish_if_due();
+}
+
 PG_FUNCTION_INFO_V1(ec_feed_truncate_guard);
 
 Datum
@@ -653,13 +703,24 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger_call(fcinfo, "ec_feed.truncate_guard");
 	Relation	rel = trigdata->tg_relation;
 
+	/* it records a change of the feed: only as the trigger track() creates */
+	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		strcmp(trigdata->tg_trigger->tgname, EC_TRUNCATE_TRIGGER) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("ec_feed.truncate_guard() fired by trigger \"%s\" of \"%s\"",
+						trigdata->tg_trigger->tgname, RelationGetRelationName(rel)),
+				 errdetail("It guards and records TRUNCATE only as the BEFORE TRUNCATE trigger zz_ec_feed_truncate_guard that ec_feed.track() creates."),
+				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
+
 	if (!allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot truncate table \"%s\" tracked by ec_feed",
 						RelationGetRelationName(rel)),
-				 errdetail("TRUNCATE removes rows without recording their deletion, so feed consumers would keep rows that no longer exist."),
-				 errhint("Use DELETE, or, as the table's owner, SET ec_feed.allow_truncate = on if every consumer will copy the table again.")));
+				 errdetail("A TRUNCATE reaches the feed as one change with op \"truncate\"; a consumer that does not handle it would keep rows that no longer exist."),
+				 errhint("Use DELETE, or, as the table's owner, SET ec_feed.allow_truncate = on once every consumer empties its copy of the table on op \"truncate\".")));
 
 	/*
 	 * Any session may set the setting. Only the owner could remove this
@@ -673,6 +734,14 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel)),
 				 errdetail("ec_feed.allow_truncate is on, but it takes effect only for the table's owner (and superusers), who could untrack the table anyway."),
 				 errhint("Use DELETE, or ask the table's owner to truncate it.")));
+
+	/*
+	 * A table tracked without history records none of its changes, and no
+	 * consumer follows it (read() refuses it in rels): nothing to record.
+	 * Its rows' tokens then answer not_found, as after a DELETE.
+	 */
+	if (records_history(rel))
+		record_truncate(rel);
 	return PointerGetDatum(NULL);
 }
 

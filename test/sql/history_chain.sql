@@ -120,7 +120,8 @@ INSERT INTO hc_link VALUES (1, 'x');
 -- every column changed, key columns included: the new row stays
 SELECT status, conflicts, changed_since FROM ec_feed.delete_if('hc_link', '{"item":1,"tag":"x"}', :'l0');
 SELECT count(*) AS rows_left FROM hc_link;
--- an allowed TRUNCATE is a hole: the new row's insert follows no delete
+-- an allowed TRUNCATE ends the chain: it is recorded (truncate_feed.sql),
+-- but names no version of the row it removed
 SELECT ec_feed.token('hc_link', '{"item":1,"tag":"x"}') AS l1 \gset
 SET ec_feed.allow_truncate = on;
 TRUNCATE hc_link;

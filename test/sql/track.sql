@@ -1,5 +1,6 @@
 -- Tracking (contract section 1): track(), untrack(), the tracked view, the
--- managed columns, the history of every write path, the TRUNCATE guard.
+-- managed columns, the history of every write path, the TRUNCATE guard
+-- (truncate_feed.sql tests the recorded TRUNCATE in full).
 --
 -- Versions, xids, cursors and timestamps differ between runs (other test
 -- files write before this one): none is printed, only comparisons.
@@ -42,6 +43,15 @@ BEGIN
 		n := n + 1;
 		op := r.op; rel := r.rel; key := r.key; data := r.data;
 		changed := r.changed; version := r.version; xid := r.xid; note := NULL;
+		IF r.op = 'truncate' THEN
+			-- every key of the table is deleted at this version
+			IF EXISTS (SELECT FROM trk_replica p WHERE p.rel = r.rel AND p.version >= r.version) THEN
+				note := 'version not above a key''s previous one';
+			END IF;
+			UPDATE trk_replica p SET data = NULL, version = r.version WHERE p.rel = r.rel;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		SELECT * INTO prior FROM trk_replica p WHERE p.rel = r.rel AND p.key = r.key;
 		IF r.op = 'insert' AND prior.data IS NOT NULL THEN
 			note := 'insert of a live key';
@@ -476,15 +486,20 @@ SELECT * FROM trk_check('trk_items');
 BEGIN;
 SET LOCAL ec_feed.allow_truncate = on;
 TRUNCATE trk_keys;
+SELECT pg_current_xact_id() AS trk_trunc_xid \gset
 COMMIT;
 SHOW ec_feed.allow_truncate;
 SELECT count(*) FROM trk_keys;
--- nothing in the feed: consumers must copy the table again
-SELECT * FROM trk_feed();
+-- one change in the feed, op truncate, key and data NULL: the replica
+-- empties its copy of the table
+SELECT n, op, rel, key, data, changed, xid = :'trk_trunc_xid' AS xid_of_truncate, note FROM trk_feed();
+SELECT * FROM trk_check('trk_keys');
 SET ec_feed.allow_truncate = on;
 TRUNCATE trk_pair;
 RESET ec_feed.allow_truncate;
 SELECT count(*) FROM trk_pair;
+SELECT n, op, rel, key, data, changed, note FROM trk_feed();
+SELECT * FROM trk_check('trk_pair');
 TRUNCATE trk_pair;
 \echo :LAST_ERROR_SQLSTATE
 
