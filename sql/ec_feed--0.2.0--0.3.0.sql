@@ -1026,3 +1026,82 @@ COMMENT ON FUNCTION ec_feed._tables_dropped() IS
 -- registrations that tables dropped before 0.3.0 left behind
 DELETE FROM ec_feed.tracked_rel t
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid);
+
+-- A tracked table keeps its key columns (names, in order), not only a usable
+-- key: the history, the tokens and the consumers' copies know its rows by
+-- them. The adoption section's guard, plus: a primary key of other columns,
+-- or a key column renamed, is refused; the supported way is untrack(),
+-- change, track() (consumers get the untrack row and copy again).
+CREATE OR REPLACE FUNCTION ec_feed._key_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	keys name[];
+	immediate boolean;
+	nondet name;
+	registered name[];
+BEGIN
+	FOR r IN
+		SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+		WHERE c.classid = 'pg_class'::regclass
+		  AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.objid
+					  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+	LOOP
+		SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
+			   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
+		INTO keys, immediate, nondet
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		LEFT JOIN pg_collation co ON co.oid = k.coll
+		WHERE i.indrelid = r AND i.indisprimary AND k.ord <= i.indnkeyatts;
+		IF keys IS NULL THEN
+			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
+					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), change the key, then track it again.', r::text);
+		END IF;
+		IF NOT immediate THEN
+			RAISE EXCEPTION 'the primary key of "%" is deferrable', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
+					  HINT = 'Keep the primary key of a tracked table NOT DEFERRABLE, or untrack the table first.';
+		END IF;
+		IF nondet IS NOT NULL THEN
+			RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
+					  HINT = 'Keep a deterministic collation (e.g. COLLATE "C") on the key columns of a tracked table, or untrack the table first.';
+		END IF;
+		IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
+			RAISE EXCEPTION 'the primary key of "%" uses a managed column', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
+					  HINT = 'Use a primary key of other columns.';
+		END IF;
+		-- the key columns track() registered: the history's keys have their names
+		SELECT t.key_columns INTO registered FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		IF registered IS NOT NULL AND keys IS DISTINCT FROM registered THEN
+			RAISE EXCEPTION 'cannot change the primary key columns of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = format('The feed, the tokens and the consumers'' copies know its rows by the key (%s); rows recorded after the change would have keys (%s) that match none of them.',
+									  array_to_string(registered, ', '), array_to_string(keys, ', ')),
+					  HINT = format('Untrack the table (SELECT ec_feed.untrack(%L)), change the key, then track it again: consumers get a change with op untrack and copy the table anew.', r::text);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+-- registrations whose key a 0.2.0 ALTER TABLE replaced: the live key
+UPDATE ec_feed.tracked_rel t
+SET key_columns = k.keys
+FROM (SELECT i.indrelid, array_agg(a.attname ORDER BY x.ord) AS keys
+	  FROM pg_catalog.pg_index i
+	  CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS x(attnum, ord)
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum
+	  WHERE i.indisprimary AND x.ord <= i.indnkeyatts
+	  GROUP BY i.indrelid) k
+WHERE k.indrelid = t.relid AND t.key_columns IS DISTINCT FROM k.keys;
+COMMENT ON FUNCTION ec_feed._key_guard() IS
+'Event trigger function (ALTER TABLE): refuses to leave a tracked table without a primary key that track() accepts, or with other key columns than track() registered.';
