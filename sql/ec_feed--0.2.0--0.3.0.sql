@@ -1029,9 +1029,15 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid);
 
 -- A tracked table keeps its key columns (names, in order), not only a usable
 -- key: the history, the tokens and the consumers' copies know its rows by
--- them. The adoption section's guard, plus: a primary key of other columns,
--- or a key column renamed, is refused; the supported way is untrack(),
+-- them. The adoption section's guard, plus: a key column renamed, or a
+-- primary key made in this transaction (src/keyguard.c) of other columns
+-- than the registration names, is refused; the supported way is untrack(),
 -- change, track() (consumers get the untrack row and copy again).
+CREATE FUNCTION ec_feed._created_here(rel regclass) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ec_feed_created_here'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ec_feed._created_here(regclass) IS
+'Internal (the key guard): was the relation created by the current transaction?';
 CREATE OR REPLACE FUNCTION ec_feed._key_guard() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
@@ -1041,6 +1047,8 @@ DECLARE
 	immediate boolean;
 	nondet name;
 	registered name[];
+	pkey regclass;
+	renamed name;
 BEGIN
 	FOR r IN
 		SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
@@ -1080,8 +1088,27 @@ BEGIN
 					  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
 					  HINT = 'Use a primary key of other columns.';
 		END IF;
-		-- the key columns track() registered: the history's keys have their names
-		SELECT t.key_columns INTO registered FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		-- a key column renamed: the history's keys have the old name
+		SELECT a.attname INTO renamed
+		FROM pg_event_trigger_ddl_commands() c
+		JOIN pg_index i ON i.indrelid = c.objid AND i.indisprimary
+		JOIN pg_attribute a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+		WHERE c.classid = 'pg_class'::regclass AND c.objid = r AND c.objsubid > 0
+		  AND c.object_type = 'table column' AND c.objsubid = ANY (i.indkey::int2[])
+		LIMIT 1;
+		IF renamed IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot rename a primary key column of table "%" tracked by ec_feed (to "%")', r, renamed
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'The feed, the tokens and the consumers'' copies know its rows by their keys, JSON objects named by the key columns: keys recorded after the rename would match none recorded before.',
+					  HINT = format('Untrack the table (SELECT ec_feed.untrack(%L)), rename the column, then track it again: consumers get a change with op untrack and copy the table anew.', r::text);
+		END IF;
+		-- a key made in this transaction: of the columns track() registered?
+		SELECT i.indexrelid INTO pkey FROM pg_index i WHERE i.indrelid = r AND i.indisprimary;
+		IF ec_feed._created_here(pkey) THEN
+			SELECT t.key_columns INTO registered FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		ELSE
+			registered := NULL;
+		END IF;
 		IF registered IS NOT NULL AND keys IS DISTINCT FROM registered THEN
 			RAISE EXCEPTION 'cannot change the primary key columns of table "%" tracked by ec_feed', r
 				USING ERRCODE = 'object_not_in_prerequisite_state',
