@@ -903,8 +903,8 @@ WHERE pg_catalog.pg_sequence_last_value('ec_feed.change_seq') IS NOT NULL;
 
 -- Records that a table leaves the feed (src/untrack.c): one table-level
 -- entry, op 'x', read() returns it as op 'untrack'. For a table that exists
--- only as its owner; for a dropped one only as the extension's owner (the
--- event trigger below).
+-- only as its owner, under ACCESS EXCLUSIVE; for a dropped one only as the
+-- extension's owner (the event trigger below).
 CREATE FUNCTION ec_feed._record_untrack(rel regclass) RETURNS void
 AS 'MODULE_PATHNAME', 'ec_feed_record_untrack'
 LANGUAGE C STRICT VOLATILE;

@@ -10,9 +10,10 @@
  * writes count it as a break of every key's chain (keyhistory.c).
  *
  * Its place in the feed is its version, drawn while the table is locked
- * against every writer: untrack() takes SHARE ROW EXCLUSIVE here (and its
- * DROP TRIGGERs would take it anyway), DROP TABLE holds ACCESS EXCLUSIVE
- * when its sql_drop event trigger runs. Every transaction that wrote the
+ * against every writer: untrack() takes ACCESS EXCLUSIVE here, the lock its
+ * DROP TRIGGERs take next (a weaker one first would have to be upgraded: a
+ * reader of the table that then writes it would deadlock with the untrack),
+ * DROP TABLE holds ACCESS EXCLUSIVE when its sql_drop event trigger runs. Every transaction that wrote the
  * table has ended before the version is drawn, so the entry follows every
  * change of the table in commit order, as a delete drawn under the row lock.
  */
@@ -110,7 +111,7 @@ ec_feed_record_untrack(PG_FUNCTION_ARGS)
 	Relation	rel;
 	bool		history = false;
 
-	rel = try_relation_open(relid, ShareRowExclusiveLock);
+	rel = try_relation_open(relid, AccessExclusiveLock);
 	if (rel == NULL)
 	{
 		if (!has_privs_of_role(GetUserId(), ec_extension_owner()))
