@@ -896,3 +896,239 @@ GRANT SELECT ON SEQUENCE ec_feed.restore_fence TO PUBLIC;
 -- unset until the first write.)
 SELECT pg_catalog.setval('ec_feed.restore_fence', 0, true)
 WHERE pg_catalog.pg_sequence_last_value('ec_feed.change_seq') IS NOT NULL;
+
+------------------------------------------------------------------------
+-- schema changes: untrack and DROP TABLE in the feed, key changes
+------------------------------------------------------------------------
+
+-- Records that a table leaves the feed (src/untrack.c): one table-level
+-- entry, op 'x', read() returns it as op 'untrack'. For a table that exists
+-- only as its owner, under ACCESS EXCLUSIVE; for a dropped one only as the
+-- extension's owner (the event trigger below).
+CREATE FUNCTION ec_feed._record_untrack(rel regclass) RETURNS void
+AS 'MODULE_PATHNAME', 'ec_feed_record_untrack'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ec_feed._record_untrack(regclass) IS
+'Internal (untrack, untrack_all, the DROP TABLE event trigger): records that the table leaves the feed, a change with op untrack, while every writer of the table is locked out.';
+
+-- 0.2.0's body, plus: the untrack is recorded (before the triggers go, under
+-- the lock _record_untrack takes), so that a consumer of the table learns
+-- that its copy is void.
+CREATE OR REPLACE FUNCTION ec_feed.untrack(rel regclass, drop_columns boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.untrack() needs the table to stop tracking.',
+				  HINT = 'Pass the table, e.g. ec_feed.untrack(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel WHERE relid = rel) THEN
+		RAISE EXCEPTION 'table "%" is not tracked', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'ec_feed.untrack() stops tracking a table that ec_feed.track() started.',
+				  HINT = 'See ec_feed.tracked for the tracked tables.';
+	END IF;
+	PERFORM ec_feed._record_untrack(rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_stamp ON %s', rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_record ON %s', rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_truncate_guard ON %s', rel);
+	IF drop_columns THEN
+		EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS ec_version, DROP COLUMN IF EXISTS ec_xid', rel);
+	ELSE
+		-- nothing fills the NOT NULL columns any more: plain INSERTs get 0
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0, '
+					   'ALTER COLUMN ec_xid SET DEFAULT ''0''', rel);
+	END IF;
+	DELETE FROM ec_feed.tracked_rel WHERE relid = rel;
+END;
+$$;
+
+-- The adoption section's body, plus: each untrack is recorded, as by untrack().
+CREATE OR REPLACE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	g name;
+BEGIN
+	FOR r IN
+		SELECT t.relid FROM ec_feed.tracked_rel t
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
+		UNION
+		SELECT t.tgrelid::regclass FROM pg_trigger t
+		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+						   'ec_feed.truncate_guard()'::regprocedure)
+		ORDER BY 1
+	LOOP
+		PERFORM ec_feed._check_owner(r);
+		PERFORM ec_feed._record_untrack(r);
+		FOR g IN
+			SELECT t.tgname FROM pg_trigger t
+			WHERE t.tgrelid = r
+			  AND t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+							   'ec_feed.truncate_guard()'::regprocedure)
+			ORDER BY t.tgname
+		LOOP
+			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
+		END LOOP;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
+		END IF;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_xid'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_xid SET DEFAULT ''0''', r);
+		END IF;
+		DELETE FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		RETURN NEXT r;
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t
+	WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
+END;
+$$;
+
+-- DROP TABLE (or DROP SCHEMA ... CASCADE, DROP OWNED) of a registered table:
+-- its registration goes, and, if it recorded history, the drop is recorded
+-- as an untrack (the feed names the table by its OID then). SECURITY
+-- DEFINER: the registration of a dropped table is no longer the caller's
+-- to delete (the policy asks for the table's owner), and only the
+-- extension's owner may record the drop of a table that no longer exists.
+-- It acts only on tables the statement has just dropped.
+CREATE FUNCTION ec_feed._tables_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT t.relid::oid AS relid, t.history FROM ec_feed.tracked_rel t
+		WHERE t.relid::oid IN (SELECT d.objid FROM pg_event_trigger_dropped_objects() d
+							   WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0)
+		ORDER BY 1
+	LOOP
+		IF r.history THEN
+			PERFORM ec_feed._record_untrack(r.relid::regclass);
+		END IF;
+		DELETE FROM ec_feed.tracked_rel t WHERE t.relid::oid = r.relid;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._tables_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_tables_dropped ON sql_drop
+	EXECUTE FUNCTION ec_feed._tables_dropped();
+COMMENT ON FUNCTION ec_feed._tables_dropped() IS
+'Event trigger function (sql_drop): forgets the registration of a dropped tracked table and records its drop in the feed as a change with op untrack.';
+
+-- registrations that tables dropped before 0.3.0 left behind
+DELETE FROM ec_feed.tracked_rel t
+WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = t.relid);
+
+-- A tracked table keeps its key columns (names, in order), not only a usable
+-- key: the history, the tokens and the consumers' copies know its rows by
+-- them. The adoption section's guard, plus: a key column renamed, or a
+-- primary key made in this transaction (src/keyguard.c) of other columns
+-- than the registration names, is refused; the supported way is untrack(),
+-- change, track() (consumers get the untrack row and copy again).
+CREATE FUNCTION ec_feed._created_here(rel regclass) RETURNS boolean
+AS 'MODULE_PATHNAME', 'ec_feed_created_here'
+LANGUAGE C STRICT VOLATILE;
+COMMENT ON FUNCTION ec_feed._created_here(regclass) IS
+'Internal (the key guard): was the relation created by the current transaction?';
+CREATE OR REPLACE FUNCTION ec_feed._key_guard() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	keys name[];
+	immediate boolean;
+	nondet name;
+	registered name[];
+	pkey regclass;
+	renamed name;
+BEGIN
+	FOR r IN
+		SELECT DISTINCT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+		WHERE c.classid = 'pg_class'::regclass
+		  AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = c.objid
+					  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+	LOOP
+		SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
+			   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
+		INTO keys, immediate, nondet
+		FROM pg_index i
+		CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		LEFT JOIN pg_collation co ON co.oid = k.coll
+		WHERE i.indrelid = r AND i.indisprimary AND k.ord <= i.indnkeyatts;
+		IF keys IS NULL THEN
+			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
+					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), change the key, then track it again.', r::text);
+		END IF;
+		IF NOT immediate THEN
+			RAISE EXCEPTION 'the primary key of "%" is deferrable', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
+					  HINT = 'Keep the primary key of a tracked table NOT DEFERRABLE, or untrack the table first.';
+		END IF;
+		IF nondet IS NOT NULL THEN
+			RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
+					  HINT = 'Keep a deterministic collation (e.g. COLLATE "C") on the key columns of a tracked table, or untrack the table first.';
+		END IF;
+		IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
+			RAISE EXCEPTION 'the primary key of "%" uses a managed column', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
+					  HINT = 'Use a primary key of other columns.';
+		END IF;
+		-- a key column renamed: the history's keys have the old name
+		SELECT a.attname INTO renamed
+		FROM pg_event_trigger_ddl_commands() c
+		JOIN pg_index i ON i.indrelid = c.objid AND i.indisprimary
+		JOIN pg_attribute a ON a.attrelid = c.objid AND a.attnum = c.objsubid
+		WHERE c.classid = 'pg_class'::regclass AND c.objid = r AND c.objsubid > 0
+		  AND c.object_type = 'table column' AND c.objsubid = ANY (i.indkey::int2[])
+		LIMIT 1;
+		IF renamed IS NOT NULL THEN
+			RAISE EXCEPTION 'cannot rename a primary key column of table "%" tracked by ec_feed (to "%")', r, renamed
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'The feed, the tokens and the consumers'' copies know its rows by their keys, JSON objects named by the key columns: keys recorded after the rename would match none recorded before.',
+					  HINT = format('Untrack the table (SELECT ec_feed.untrack(%L)), rename the column, then track it again: consumers get a change with op untrack and copy the table anew.', r::text);
+		END IF;
+		-- a key made in this transaction: of the columns track() registered?
+		SELECT i.indexrelid INTO pkey FROM pg_index i WHERE i.indrelid = r AND i.indisprimary;
+		IF ec_feed._created_here(pkey) THEN
+			SELECT t.key_columns INTO registered FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		ELSE
+			registered := NULL;
+		END IF;
+		IF registered IS NOT NULL AND keys IS DISTINCT FROM registered THEN
+			RAISE EXCEPTION 'cannot change the primary key columns of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = format('The feed, the tokens and the consumers'' copies know its rows by the key (%s); rows recorded after the change would have keys (%s) that match none of them.',
+									  array_to_string(registered, ', '), array_to_string(keys, ', ')),
+					  HINT = format('Untrack the table (SELECT ec_feed.untrack(%L)), change the key, then track it again: consumers get a change with op untrack and copy the table anew.', r::text);
+		END IF;
+	END LOOP;
+END;
+$$;
+
+-- registrations whose key a 0.2.0 ALTER TABLE replaced: the live key
+UPDATE ec_feed.tracked_rel t
+SET key_columns = k.keys
+FROM (SELECT i.indrelid, array_agg(a.attname ORDER BY x.ord) AS keys
+	  FROM pg_catalog.pg_index i
+	  CROSS JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS x(attnum, ord)
+	  JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum
+	  WHERE i.indisprimary AND x.ord <= i.indnkeyatts
+	  GROUP BY i.indrelid) k
+WHERE k.indrelid = t.relid AND t.key_columns IS DISTINCT FROM k.keys;
+COMMENT ON FUNCTION ec_feed._key_guard() IS
+'Event trigger function (ALTER TABLE): refuses to leave a tracked table without a primary key that track() accepts, or with other key columns than track() registered.';

@@ -55,6 +55,7 @@
 #define EC_OP_UPDATE			'u'
 #define EC_OP_DELETE			'd'
 #define EC_OP_TRUNCATE			't'	/* table-level: key and data 'null' */
+#define EC_OP_UNTRACK			'x'	/* table-level: untracked or dropped (untrack.c) */
 
 /* SQLSTATEs of the contract, section 6 */
 #define ERRCODE_EC_CURSOR_TOO_OLD		MAKE_SQLSTATE('E','C','0','0','1')
@@ -132,6 +133,9 @@ typedef struct EcChange
 } EcChange;
 
 extern void ec_history_append(EcChange *change);
+
+/* untrack.c */
+extern Oid	ec_extension_owner(void);
 
 /* cursor.c: the sealed envelope shared by cursors and tokens */
 extern void ec_put_varint(StringInfo buf, uint64 value);

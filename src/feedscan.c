@@ -27,7 +27,8 @@
  * The history is read with a snapshot taken after cur, so rows of aborted
  * transactions and rolled-back subtransactions are invisible; the stored
  * top-level xid is then tested against cur's snapshot. Rows of tables the
- * caller may not read as a whole are skipped (rel_allowed).
+ * caller may not read as a whole are skipped (rel_allowed); of a dropped
+ * table, every caller gets the untrack entry that records the drop.
  */
 #include "postgres.h"
 
@@ -66,18 +67,30 @@ ec_caller_may_use_schema(Oid relid)
 		pg_namespace_aclcheck(nspid, GetUserId(), ACL_USAGE) == ACLCHECK_OK;
 }
 
-/* May the caller read the whole table, as a plain SELECT, without row-level security? */
+/*
+ * May the caller read the whole table, as a plain SELECT, without row-level
+ * security? A dropped table has no privileges left to check: its retained
+ * changes are ec_feed's own record, readable by the roles that have the
+ * privileges of the extension's owner (superusers too), as the history table.
+ */
 static bool
 caller_may_read(Oid relid)
 {
-	return SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)) &&
-		ec_caller_may_use_schema(relid) &&
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return has_privs_of_role(GetUserId(), ec_extension_owner());
+	return ec_caller_may_use_schema(relid) &&
 		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) == ACLCHECK_OK &&
 		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
 }
 
+/*
+ * Does the caller get this change? With rels, of the tables named; else of
+ * the tables the caller may read, and every table's drop: a dropped table's
+ * untrack entry (table-level, no data) tells every consumer that copied it
+ * that it is gone, which no privilege could tell any more.
+ */
 static bool
-rel_allowed(FeedScan *fs, Oid relid)
+rel_allowed(FeedScan *fs, Oid relid, char op)
 {
 	bool		found;
 	AllowedRel *entry = hash_search(fs->allowed, &relid,
@@ -87,7 +100,9 @@ rel_allowed(FeedScan *fs, Oid relid)
 		return found;
 	if (!found)
 		entry->allowed = caller_may_read(relid);
-	return entry->allowed;
+	if (entry->allowed)
+		return true;
+	return op == EC_OP_UNTRACK && !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
 }
 
 /*
@@ -212,7 +227,7 @@ stream_next(FeedScan *fs, FeedStream *stream)
 				continue;
 		}
 		relid = DatumGetObjectId(slot_getattr(slot, Anum_history_relid, &isnull));
-		if (!rel_allowed(fs, relid))
+		if (!rel_allowed(fs, relid, DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull))))
 			continue;
 		stream->seq = seq;
 		return true;
@@ -239,7 +254,8 @@ probe_xid(FeedScan *fs, int seg, uint64 xid, int64 after, int64 *seq)
  * xids of the range have no rows.
  */
 static bool
-seek_xid(FeedScan *fs, int seg, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid)
+seek_xid(FeedScan *fs, int seg, uint64 from, uint64 to, uint64 *xid, int64 *seq, Oid *relid,
+		 char *op)
 {
 	OpenScan   *os = &fs->seek;
 	ScanKeyData keys[2];
@@ -260,6 +276,7 @@ seek_xid(FeedScan *fs, int seg, uint64 from, uint64 to, uint64 *xid, int64 *seq,
 															  slot_getattr(os->slot, Anum_history_xid, &isnull)));
 	*seq = DatumGetInt64(slot_getattr(os->slot, Anum_history_seq, &isnull));
 	*relid = DatumGetObjectId(slot_getattr(os->slot, Anum_history_relid, &isnull));
+	*op = DatumGetChar(slot_getattr(os->slot, Anum_history_op, &isnull));
 	return true;
 }
 
@@ -360,12 +377,13 @@ find_candidates(FeedScan *fs, Candidates *c)
 			uint64		xid;
 			int64		seq;
 			Oid			relid;
+			char		op;
 
-			while (from < to && seek_xid(fs, s, from, to, &xid, &seq, &relid))
+			while (from < to && seek_xid(fs, s, from, to, &xid, &seq, &relid, &op))
 			{
 				CHECK_FOR_INTERRUPTS();
 				/* the first row of xid, unless it was read already or is filtered */
-				if (seq > cursor->last && rel_allowed(fs, relid))
+				if (seq > cursor->last && rel_allowed(fs, relid, op))
 					add_candidate(c, s, xid, seq);
 				else if (probe_xid(fs, s, xid, cursor->last, &seq))
 					add_candidate(c, s, xid, seq);
@@ -390,6 +408,8 @@ op_text(char op)
 			return cstring_to_text("delete");
 		case EC_OP_TRUNCATE:
 			return cstring_to_text("truncate");
+		case EC_OP_UNTRACK:
+			return cstring_to_text("untrack");
 	}
 	elog(ERROR, "unexpected op \"%c\" in ec_feed.history", op);
 	return NULL;				/* keep compiler quiet */
@@ -403,6 +423,7 @@ emit_change(FeedScan *fs, TupleTableSlot *slot)
 	bool		isnull;
 	MemoryContext old = MemoryContextSwitchTo(fs->row_context);
 	char		op;
+	bool		table_level;
 
 	op = DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull));
 	values[0] = CStringGetTextDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
@@ -410,10 +431,11 @@ emit_change(FeedScan *fs, TupleTableSlot *slot)
 	values[2] = slot_getattr(slot, Anum_history_relid, &isnull);
 	values[4] = slot_getattr(slot, Anum_history_seq, &isnull);
 	values[5] = slot_getattr(slot, Anum_history_xid, &isnull);
-	/* a truncate names no row: key and data NULL (stored as JSON null) */
-	nulls[3] = nulls[6] = op == EC_OP_TRUNCATE;
+	/* a truncate or untrack names no row: key and data NULL (stored as JSON null) */
+	table_level = op == EC_OP_TRUNCATE || op == EC_OP_UNTRACK;
+	nulls[3] = nulls[6] = table_level;
 	values[3] = values[6] = (Datum) 0;
-	if (op != EC_OP_TRUNCATE)
+	if (!table_level)
 	{
 		values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
 		values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_data, &isnull)));

@@ -12,7 +12,10 @@
  * EC_OP_TRUNCATE, see track.c): for every key it is a delete that names no
  * version, so the entries of a key include the table's truncates in the same
  * range of versions, and a truncate breaks the chain: a stale token never
- * merges across it, and without a row it answers deleted.
+ * merges across it, and without a row it answers deleted. An untrack entry
+ * (untrack.c) is table-level too and breaks the chain the same way (a
+ * token from before it is older than the new registration's history_since
+ * anyway).
  *
  * The history is read with the index access method, not as the caller, who
  * may have no privilege on ec_feed.history. It is read only for the row the
@@ -200,8 +203,11 @@ history_since(Oid relid, Jsonb *key, int64 version, HistorySince *hs)
 			prev_op = e->op;
 			continue;
 		}
-		/* a truncate names no version it removed: the chain ends there */
-		if (e->op == EC_OP_TRUNCATE ||
+		/*
+		 * a truncate names no version it removed, an untrack ends the
+		 * recording: the chain ends there
+		 */
+		if (e->op == EC_OP_TRUNCATE || e->op == EC_OP_UNTRACK ||
 			(e->op == EC_OP_INSERT ? prev_op != EC_OP_DELETE :
 			 e->prev_null || e->prev != expect))
 			hs->chained = false;

@@ -87,8 +87,13 @@ ALTER TABLE adg_items DROP CONSTRAINT adg_items_pkey, ADD PRIMARY KEY (ec_versio
 -- nothing changed: the key, the listing and writes are as before
 SELECT rel, key_columns FROM ec_feed.tracked WHERE rel = 'adg_items'::regclass;
 INSERT INTO adg_items VALUES (3, 'c', 'w');
--- replacing the key in one statement is fine; writes go on
+-- replacing the key by one of other columns is refused too (issue 8.4:
+-- keys recorded after would match none before; schema_changes tests it);
+-- untrack, change, track again
 ALTER TABLE adg_items DROP CONSTRAINT adg_items_pkey, ADD CONSTRAINT adg_items_code_pkey PRIMARY KEY (code);
+SELECT ec_feed.untrack('adg_items');
+ALTER TABLE adg_items DROP CONSTRAINT adg_items_pkey, ADD CONSTRAINT adg_items_code_pkey PRIMARY KEY (code);
+SELECT ec_feed.track('adg_items');
 SELECT rel, key_columns FROM ec_feed.tracked WHERE rel = 'adg_items'::regclass;
 INSERT INTO adg_items VALUES (4, 'd', 'v');
 SELECT op, key FROM ec_feed.read(NULL, 1000, ARRAY['adg_items'::regclass]) WHERE op <> 'progress' ORDER BY version DESC LIMIT 1;

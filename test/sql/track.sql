@@ -43,6 +43,12 @@ BEGIN
 		n := n + 1;
 		op := r.op; rel := r.rel; key := r.key; data := r.data;
 		changed := r.changed; version := r.version; xid := r.xid; note := NULL;
+		IF r.op = 'untrack' THEN
+			-- the table left the feed (untracked or dropped): the copy goes
+			DELETE FROM trk_replica p WHERE p.rel = r.rel;
+			RETURN NEXT;
+			CONTINUE;
+		END IF;
 		IF r.op = 'truncate' THEN
 			-- every key of the table is deleted at this version
 			IF EXISTS (SELECT FROM trk_replica p WHERE p.rel = r.rel AND p.version >= r.version) THEN
@@ -555,7 +561,8 @@ SELECT id, v, ec_version FROM trk_gone WHERE id = 1;
 INSERT INTO trk_gone (id, v) VALUES (3, 'c');
 SELECT id, v, ec_version, ec_xid FROM trk_gone WHERE id = 3;
 DELETE FROM trk_gone WHERE id = 3;
-SELECT * FROM trk_feed();
+-- the feed: the untrack (key and data NULL), nothing after it
+SELECT n, op, rel, key, data, changed, note FROM trk_feed();
 -- the recorded history stays: readable with rels NULL; naming the table in
 -- rels is refused, as it is not tracked any more
 SELECT count(*) FROM ec_feed.history WHERE relid = 'trk_gone'::regclass;
