@@ -41,7 +41,8 @@ fi
 : "${PG_CONFIG:=/usr/lib/postgresql/$EC_PG_MAJOR/bin/pg_config}"
 EC_BASE_PACKAGES=(postgresql-$EC_PG_MAJOR postgresql-server-dev-$EC_PG_MAJOR
 	postgresql-client-$EC_PG_MAJOR libipc-run-perl perl make gcc libc6-dev
-	coreutils tar util-linux)
+	coreutils tar util-linux
+	python3 python3-psycopg)	# python3-psycopg: examples/etl and its test
 
 EC_WORK=
 EC_SRC=

@@ -1,0 +1,172 @@
+# examples/etl/etl.py, end to end: a source cluster with writers (inserts,
+# updates, deletes, keys deleted and re-inserted, a long transaction, a
+# TRUNCATE), a sink cluster, and the example consumer, killed with SIGKILL
+# during its chunked initial copy and again while it follows the feed, and
+# started again each time. At the end the sink table equals the source table,
+# row versions included (a change applied twice or out of order would leave
+# an older version or a resurrected row), and the consumer has acknowledged.
+#
+# Seeded writers: EC_ETL_SEED reproduces a run.
+use strict;
+use warnings;
+
+use File::Basename qw(dirname);
+use File::Spec;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+use Time::HiRes qw(usleep);
+
+my $python = '/usr/bin/python3';
+plan skip_all => 'python3-psycopg is not installed (test/lib.sh installs it)'
+  unless system($python, '-c', 'import psycopg') == 0;
+
+my $etl = File::Spec->rel2abs(dirname(__FILE__) . '/../../examples/etl/etl.py');
+my $seed = $ENV{EC_ETL_SEED} // 90;
+note "seed $seed (EC_ETL_SEED)";
+
+my $source = PostgreSQL::Test::Cluster->new('source');
+$source->init;
+$source->append_conf('postgresql.conf', "lc_messages = 'C'\n");
+$source->start;
+my $sink = PostgreSQL::Test::Cluster->new('sink');
+$sink->init;
+$sink->append_conf('postgresql.conf', "lc_messages = 'C'\n");
+$sink->start;
+
+$source->safe_psql(
+	'postgres', q{
+CREATE EXTENSION ec_feed;
+CREATE TABLE items (id int PRIMARY KEY, val text, n int);
+SELECT ec_feed.track('items');
+INSERT INTO items SELECT g, 'v' || g, 0 FROM generate_series(1, 2000) g;
+});
+# every row version the consumer writes into the sink, in order
+$sink->safe_psql(
+	'postgres', q{
+CREATE TABLE items (id int PRIMARY KEY, val text, n int, ec_version bigint NOT NULL);
+CREATE TABLE applied (seq bigserial, id int, version bigint);
+CREATE FUNCTION log_applied() RETURNS trigger LANGUAGE plpgsql AS
+  $$BEGIN INSERT INTO applied (id, version) VALUES (NEW.id, NEW.ec_version); RETURN NULL; END$$;
+CREATE TRIGGER log_applied AFTER INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION log_applied();
+});
+
+my $consumer;
+my ($cout, $cerr) = ('', '');
+sub start_consumer
+{
+	$consumer = IPC::Run::start(
+		[ $python, $etl, $source->connstr('postgres'), $sink->connstr('postgres'), 'items' ],
+		'<', \undef, '>>', \$cout, '2>>', \$cerr,
+		init => sub { $ENV{ETL_CHUNK} = 20 });
+}
+sub kill_consumer
+{
+	$consumer->signal('KILL');
+	eval { $consumer->finish };
+}
+# a psql session left running, each statement sent on its own
+sub start_psql
+{
+	my $out = '';
+	return IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-d', $source->connstr('postgres'),
+			map { ('-c', $_) } @_ ],
+		'<', \undef, '>', \$out, '2>', \$out);
+}
+# the consumer's state in the sink ('' before it has created its tables)
+sub sink_state
+{
+	my ($rc, $out) = $sink->psql('postgres',
+		"SELECT copying, copy_after FROM ec_etl_state WHERE name = 'etl_items'");
+	return $rc == 0 ? $out : '';
+}
+sub wait_for { my ($what, $cond) = @_;
+	for (1 .. 600) { return pass($what) if $cond->(); usleep(100_000); }
+	fail($what); }
+
+# writers: updates, deletes, re-inserts of deleted keys, new keys; one
+# transaction each, while the consumer copies
+my $writers = start_psql("SELECT setseed($seed / 1000.0)", q{
+DO $$
+DECLARE k int;
+BEGIN
+	FOR i IN 1 .. 400 LOOP
+		k := 1 + floor(random() * 2100)::int;
+		CASE floor(random() * 4)::int
+		WHEN 0 THEN DELETE FROM items WHERE id = k;
+		WHEN 1 THEN INSERT INTO items VALUES (k, 're' || i, i)
+		            ON CONFLICT (id) DO UPDATE SET val = 'up' || i, n = items.n + 1;
+		ELSE UPDATE items SET n = n + 1, val = 'u' || i WHERE id = k;
+		END CASE;
+		COMMIT;
+		PERFORM pg_sleep(0.005);
+	END LOOP;
+END $$});
+# a long transaction: writes early, commits after the copy has passed its keys
+my $long = start_psql('BEGIN', 'UPDATE items SET val = $$long$$ WHERE id BETWEEN 10 AND 20',
+	'DELETE FROM items WHERE id = 30', 'INSERT INTO items VALUES (5000, $$long$$, 0)',
+	'SELECT pg_sleep(4)', 'COMMIT');
+
+start_consumer();
+wait_for('the consumer is copying', sub { sink_state() =~ /^t\|\{/ });
+kill_consumer();
+my $killed_at = sink_state();
+note "killed during the copy at: $killed_at";
+start_consumer();
+
+ok($writers->finish, 'writers done');
+ok($long->finish, 'long transaction committed');
+wait_for('the copy is done, the consumer follows', sub { sink_state() eq 'f|' });
+
+# while following: a key deleted and re-inserted, a TRUNCATE, new rows
+$source->safe_psql('postgres', q{
+DELETE FROM items WHERE id = 100;
+INSERT INTO items VALUES (100, 'back', 1);
+UPDATE items SET n = n + 10 WHERE id < 50;
+});
+kill_consumer();
+$source->safe_psql('postgres', q{
+SET ec_feed.allow_truncate = on;
+BEGIN;
+INSERT INTO items VALUES (6000, 'gone with the truncate', 0);
+TRUNCATE items;
+INSERT INTO items SELECT g, 'after' || g, 0 FROM generate_series(1, 300) g;
+COMMIT;
+DELETE FROM items WHERE id = 7;
+INSERT INTO items VALUES (7, 'again', 2);
+UPDATE items SET n = n + 1 WHERE id % 3 = 0;
+});
+start_consumer();
+
+my $q = q{SELECT count(*) || ':' || coalesce(md5(string_agg(format('%s|%s|%s|%s', id, val, n, ec_version), ',' ORDER BY id)), '')
+	FROM items};
+my $want = $source->safe_psql('postgres', $q);
+wait_for('the sink equals the source (rows and versions)',
+	sub { $sink->safe_psql('postgres', $q) eq $want });
+is($sink->safe_psql('postgres', $q), $want, "sink: $want");
+# a key never goes back to an older version, and no version is applied
+# twice (killed mid-way and started again, the copy overlapping the feed)
+is($sink->safe_psql('postgres', q{
+SELECT count(*) FROM (SELECT version <= max(version) OVER (PARTITION BY id ORDER BY seq
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS back
+                      FROM applied) a WHERE back}),
+	'0', 'per key, every version applied is newer than the ones before it');
+note 'versions applied: ' . $sink->safe_psql('postgres', 'SELECT count(*) FROM applied');
+is($sink->safe_psql('postgres',
+	'SELECT count(*) FROM ec_etl_tombstone t JOIN items i ON t.key = jsonb_build_object($$id$$, i.id)'),
+	'0', 'no tombstone for a key the sink has');
+
+# the source knows how far the consumer got: its acknowledged position is the
+# cursor the sink stored
+my $stored = $sink->safe_psql('postgres', "SELECT cursor FROM ec_etl_state WHERE name = 'etl_items'");
+wait_for('the source has the ack of the stored cursor', sub {
+	$source->safe_psql('postgres',
+		"SELECT ec_feed._cursor_position(cursor) = ec_feed._cursor_position('$stored')"
+		  . " FROM ec_feed.consumers WHERE name = 'etl_items'") eq 't' });
+
+kill_consumer();
+unlike($cerr, qr/Traceback/, 'the consumer raised no error') or diag $cerr;
+
+done_testing();
