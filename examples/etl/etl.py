@@ -26,7 +26,7 @@ WAIT_MS = 5000      # read() waits this long for a commit when idle
 
 
 class Sink:
-    """The sink table and the consumer's state, written only in apply steps."""
+    """The sink table, the consumer's state and tombstones (sink database)."""
 
     def __init__(self, conn, table, name, key_columns):
         self.conn, self.name = conn, name
@@ -53,10 +53,9 @@ class Sink:
             name text, key jsonb, version bigint NOT NULL, PRIMARY KEY (name, key))""")
 
     def state(self):
-        with self.conn.transaction():
-            return self.conn.execute(
-                "SELECT cursor, copy_after, copying FROM ec_etl_state WHERE name = %s",
-                [self.name]).fetchone()
+        return self.conn.execute(
+            "SELECT cursor, copy_after, copying FROM ec_etl_state WHERE name = %s",
+            [self.name]).fetchone()
 
     def save(self, cursor, copy_after, copying):
         self.conn.execute(
