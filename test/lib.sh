@@ -42,7 +42,7 @@ fi
 EC_BASE_PACKAGES=(postgresql-$EC_PG_MAJOR postgresql-server-dev-$EC_PG_MAJOR
 	postgresql-client-$EC_PG_MAJOR libipc-run-perl perl make gcc libc6-dev
 	coreutils tar util-linux
-	python3 python3-psycopg)	# python3-psycopg: examples/etl and its test
+	python3 python3-psycopg python3-fastapi python3-uvicorn python3-httpx)	# examples/ and their tests
 
 EC_WORK=
 EC_SRC=
