@@ -1,7 +1,8 @@
 # examples/etl/etl.py, end to end: a source cluster with writers (inserts,
 # updates, deletes, keys deleted and re-inserted, a long transaction, a
-# TRUNCATE), a sink cluster, and the example consumer, killed with SIGKILL
-# during its chunked initial copy and again while it follows the feed, and
+# TRUNCATE during the copy and another while following), a sink cluster,
+# and the example consumer, killed with SIGKILL at random moments (20
+# times) during its chunked initial copy and while it follows the feed, and
 # started again each time. At the end the sink table equals the source table,
 # row versions included (a change applied twice or out of order would leave
 # an older version or a resurrected row), and the consumer has acknowledged.
@@ -40,7 +41,7 @@ $source->safe_psql(
 CREATE EXTENSION ec_feed;
 CREATE TABLE items (id int PRIMARY KEY, val text, n int);
 SELECT ec_feed.track('items');
-INSERT INTO items SELECT g, 'v' || g, 0 FROM generate_series(1, 2000) g;
+INSERT INTO items SELECT g, 'v' || g, 0 FROM generate_series(1, 3000) g;
 });
 # every row version the consumer writes into the sink, in order
 $sink->safe_psql(
@@ -59,7 +60,7 @@ sub start_consumer
 	$consumer = IPC::Run::start(
 		[ $python, $etl, $source->connstr('postgres'), $sink->connstr('postgres'), 'items' ],
 		'<', \undef, '>>', \$cout, '2>>', \$cerr,
-		init => sub { $ENV{ETL_CHUNK} = 20 });
+		init => sub { $ENV{ETL_CHUNK} = 10 });
 }
 sub kill_consumer
 {
@@ -87,12 +88,15 @@ sub wait_for { my ($what, $cond) = @_;
 	fail($what); }
 
 # writers: updates, deletes, re-inserts of deleted keys, new keys; one
-# transaction each, while the consumer copies
-my $writers = start_psql("SELECT setseed($seed / 1000.0)", q{
-DO $$
+# transaction each, a few milliseconds apart
+sub start_writers
+{
+	my ($seed, $iterations) = @_;
+	return start_psql("SELECT setseed($seed / 1000.0)", qq{
+DO \$\$
 DECLARE k int;
 BEGIN
-	FOR i IN 1 .. 400 LOOP
+	FOR i IN 1 .. $iterations LOOP
 		k := 1 + floor(random() * 2100)::int;
 		CASE floor(random() * 4)::int
 		WHEN 0 THEN DELETE FROM items WHERE id = k;
@@ -103,30 +107,57 @@ BEGIN
 		COMMIT;
 		PERFORM pg_sleep(0.005);
 	END LOOP;
-END $$});
-# a long transaction: writes early, commits after the copy has passed its keys
+END \$\$});
+}
+
+# SIGKILL the consumer at random moments (seeded) until $done says so, or
+# $max times; returns how many times it was killed
+srand($seed);
+sub kill_repeatedly
+{
+	my ($done, $max) = @_;
+	my $kills = 0;
+	while ($kills < $max && !$done->())
+	{
+		usleep(300_000 + int(rand(700_000)));
+		kill_consumer();
+		$kills++;
+		note 'killed at: ' . sink_state();
+		start_consumer();
+	}
+	return $kills;
+}
+
+# the chunked copy, with writers, a long transaction (writes early, commits
+# after the copy has passed its keys) and a TRUNCATE in the middle
+my $writers = start_writers($seed, 400);
 my $long = start_psql('BEGIN', 'UPDATE items SET val = $$long$$ WHERE id BETWEEN 10 AND 20',
 	'DELETE FROM items WHERE id = 30', 'INSERT INTO items VALUES (5000, $$long$$, 0)',
 	'SELECT pg_sleep(4)', 'COMMIT');
-
 start_consumer();
 wait_for('the consumer is copying', sub { sink_state() =~ /^t\|\{/ });
-kill_consumer();
-my $killed_at = sink_state();
-note "killed during the copy at: $killed_at";
-start_consumer();
-
+my $kills = kill_repeatedly(sub { 0 }, 2);
+$source->safe_psql('postgres', q{
+SET ec_feed.allow_truncate = on;
+BEGIN;
+INSERT INTO items VALUES (6000, 'gone with the truncate', 0);
+TRUNCATE items;
+INSERT INTO items SELECT g, 'after' || g, 0 FROM generate_series(1, 3000) g;
+COMMIT;
+});
+$kills += kill_repeatedly(sub { sink_state() !~ /^t/ }, 10);
 ok($writers->finish, 'writers done');
 ok($long->finish, 'long transaction committed');
 wait_for('the copy is done, the consumer follows', sub { sink_state() eq 'f|' });
 
-# while following: a key deleted and re-inserted, a TRUNCATE, new rows
+# following the feed: writers, a key deleted and re-inserted, a TRUNCATE
+$writers = start_writers($seed + 1, 300);
 $source->safe_psql('postgres', q{
 DELETE FROM items WHERE id = 100;
 INSERT INTO items VALUES (100, 'back', 1);
 UPDATE items SET n = n + 10 WHERE id < 50;
 });
-kill_consumer();
+$kills += kill_repeatedly(sub { 0 }, 9);
 $source->safe_psql('postgres', q{
 SET ec_feed.allow_truncate = on;
 BEGIN;
@@ -136,9 +167,11 @@ INSERT INTO items SELECT g, 'after' || g, 0 FROM generate_series(1, 300) g;
 COMMIT;
 DELETE FROM items WHERE id = 7;
 INSERT INTO items VALUES (7, 'again', 2);
-UPDATE items SET n = n + 1 WHERE id % 3 = 0;
 });
-start_consumer();
+$kills += kill_repeatedly(sub { 0 }, 9);
+ok($writers->finish, 'writers done');
+$source->safe_psql('postgres', 'UPDATE items SET n = n + 1 WHERE id % 3 = 0');
+cmp_ok($kills, ">=", 20, "the consumer was killed $kills times");
 
 my $q = q{SELECT count(*) || ':' || coalesce(md5(string_agg(format('%s|%s|%s|%s', id, val, n, ec_version), ',' ORDER BY id)), '')
 	FROM items};
