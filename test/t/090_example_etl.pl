@@ -3,7 +3,9 @@
 # TRUNCATE during the copy and another while following), a sink cluster,
 # and the example consumer, killed with SIGKILL at random moments (20
 # times) during its chunked initial copy and while it follows the feed, and
-# started again each time. At the end the sink table equals the source table,
+# started again each time; then stopped until it is dropped and its history
+# pruned (EC001: it copies again) and the source restarted (it reconnects).
+# After each part the sink table equals the source table,
 # row versions included (a change applied twice or out of order would leave
 # an older version or a resurrected row), and the consumer has acknowledged.
 #
@@ -175,21 +177,26 @@ cmp_ok($kills, ">=", 20, "the consumer was killed $kills times");
 
 my $q = q{SELECT count(*) || ':' || coalesce(md5(string_agg(format('%s|%s|%s|%s', id, val, n, ec_version), ',' ORDER BY id)), '')
 	FROM items};
-my $want = $source->safe_psql('postgres', $q);
-wait_for('the sink equals the source (rows and versions)',
-	sub { $sink->safe_psql('postgres', $q) eq $want });
-is($sink->safe_psql('postgres', $q), $want, "sink: $want");
-# a key never goes back to an older version, and no version is applied
-# twice (killed mid-way and started again, the copy overlapping the feed)
-is($sink->safe_psql('postgres', q{
+# the sink equals the source; per key, a version applied is newer than every
+# one applied before it (nothing goes back, nothing is applied twice)
+sub check_sink
+{
+	my ($when) = @_;
+	my $want = $source->safe_psql('postgres', $q);
+	wait_for("$when: the sink equals the source (rows and versions)",
+		sub { $sink->safe_psql('postgres', $q) eq $want });
+	is($sink->safe_psql('postgres', $q), $want, "$when: sink $want");
+	is($sink->safe_psql('postgres', q{
 SELECT count(*) FROM (SELECT version <= max(version) OVER (PARTITION BY id ORDER BY seq
                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS back
                       FROM applied) a WHERE back}),
-	'0', 'per key, every version applied is newer than the ones before it');
-note 'versions applied: ' . $sink->safe_psql('postgres', 'SELECT count(*) FROM applied');
-is($sink->safe_psql('postgres',
-	'SELECT count(*) FROM ec_etl_tombstone t JOIN items i ON t.key = jsonb_build_object($$id$$, i.id)'),
-	'0', 'no tombstone for a key the sink has');
+		'0', "$when: per key, every version applied is newer than the ones before it");
+	note "$when: versions applied: " . $sink->safe_psql('postgres', 'SELECT count(*) FROM applied');
+	is($sink->safe_psql('postgres',
+		'SELECT count(*) FROM ec_etl_tombstone t JOIN items i ON t.key = jsonb_build_object($$id$$, i.id)'),
+		'0', "$when: no tombstone for a key the sink has");
+}
+check_sink('after the kills');
 
 # the source knows how far the consumer got: its acknowledged position is the
 # cursor the sink stored
@@ -199,7 +206,42 @@ wait_for('the source has the ack of the stored cursor', sub {
 		"SELECT ec_feed._cursor_position(cursor) = ec_feed._cursor_position('$stored')"
 		  . " FROM ec_feed.consumers WHERE name = 'etl_items'") eq 't' });
 
+# EC001: the consumer is stopped for longer than retention_max, dropped, and
+# the history it needs pruned; started again, it copies again (keys deleted
+# meanwhile are removed from the sink by the chunks that cover them)
 kill_consumer();
+$source->safe_psql('postgres', q{
+SET ec_feed.retention_min = 0;
+SET ec_feed.segment_rows = 1;
+SELECT ec_feed.prune();
+DELETE FROM items WHERE id % 7 = 0;
+UPDATE items SET n = n + 100 WHERE id % 5 = 0;
+INSERT INTO items SELECT g, 'new', 0 FROM generate_series(3001, 3050) g;
+SELECT ec_feed.prune();
+SELECT ec_feed.prune();
+SET ec_feed.retention_max = '1s';
+SELECT pg_sleep(1.2);
+UPDATE items SET n = n + 1 WHERE id = 1;
+SELECT ec_feed.prune();
+UPDATE items SET n = n + 1 WHERE id = 2;
+SELECT ec_feed.prune();
+});
+is($source->safe_psql('postgres', "SELECT state FROM ec_feed.consumers WHERE name = 'etl_items'"),
+	'dropped', 'the stopped consumer was dropped');
+my ($rc, $out, $err) = $source->psql('postgres', "SELECT count(*) FROM ec_feed.read('$stored')");
+like($err, qr/cursor is older than the retained history/, "its cursor's history is gone (EC001)");
+start_consumer();
+check_sink('after EC001 and a new copy');
+
+# the source restarts: the consumer connects again
+$source->restart;
+$source->safe_psql('postgres', 'UPDATE items SET n = n + 1 WHERE id < 100');
+check_sink('after a restart of the source');
+
+kill_consumer();    # (its output is collected now)
+like($cerr, qr/cursor is older than the retained history: copying again/,
+	'the consumer copied again after EC001');
+like($cerr, qr/reconnecting/, 'the consumer reconnected after the restart');
 unlike($cerr, qr/Traceback/, 'the consumer raised no error') or diag $cerr;
 
 done_testing();
