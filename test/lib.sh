@@ -41,7 +41,8 @@ fi
 : "${PG_CONFIG:=/usr/lib/postgresql/$EC_PG_MAJOR/bin/pg_config}"
 EC_BASE_PACKAGES=(postgresql-$EC_PG_MAJOR postgresql-server-dev-$EC_PG_MAJOR
 	postgresql-client-$EC_PG_MAJOR libipc-run-perl perl make gcc libc6-dev
-	coreutils tar util-linux)
+	coreutils tar util-linux
+	python3 python3-psycopg python3-fastapi python3-uvicorn python3-httpx)	# examples/ and their tests
 
 EC_WORK=
 EC_SRC=
@@ -124,7 +125,7 @@ ec_user_argv() {
 	)
 	local v
 	for v in PGHOST PGPORT PGUSER CI PROVE_FLAGS PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN \
-		EC_STRESS_SECONDS EC_STRESS_SEED EC_MODEL_SECONDS EC_MODEL_SEED EC_MODEL_FIGURES; do
+		EC_STRESS_SECONDS EC_STRESS_SEED EC_MODEL_SECONDS EC_MODEL_SEED EC_MODEL_FIGURES EC_ETL_SEED; do
 		[ -n "${!v:-}" ] && envv+=("$v=${!v}")
 	done
 	if ec_is_root; then

@@ -48,7 +48,7 @@ ec_root_release() {
 # postgresql-server-dev-N brings pg_config, PGXS and the TAP test modules
 # (lib/pgxs/src/test/perl); prove comes with perl.
 ec_root_packages() {
-	echo "postgresql-$1 postgresql-client-$1 postgresql-server-dev-$1 libipc-run-perl perl make gcc libc6-dev util-linux"
+	echo "postgresql-$1 postgresql-client-$1 postgresql-server-dev-$1 libipc-run-perl perl make gcc libc6-dev util-linux python3 python3-psycopg python3-fastapi python3-uvicorn python3-httpx"
 }
 
 # ec_apt_uri: the Debian archive URI of the host's apt configuration: the
@@ -303,8 +303,8 @@ ec_root_run() {
 	envv=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 		LC_ALL=C.UTF-8 LANG=C.UTF-8 HOME=/root TMPDIR=/tmp
 		EC_IN_ROOT=1 "EC_PG=$EC_PG_MAJOR")
-	for v in EC_PORT EC_SUITES EC_REQUIRE_SUITES EC_SUITE_TIMEOUT EC_KEEP CI PROVE_FLAGS \
-		PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN EC_STRESS_SECONDS EC_STRESS_SEED \
+	for v in EC_PORT EC_SUITES EC_TAP_TESTS EC_REQUIRE_SUITES EC_SUITE_TIMEOUT EC_KEEP CI PROVE_FLAGS \
+		PG_TEST_TIMEOUT_DEFAULT PG_TEST_NOCLEAN EC_STRESS_SECONDS EC_STRESS_SEED EC_ETL_SEED \
 		EC_DEMO_SECONDS EC_DEMO_ARGS; do
 		[ -n "${!v:-}" ] && envv+=("$v=${!v}")
 	done
