@@ -1064,11 +1064,10 @@ BEGIN
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		LEFT JOIN pg_collation co ON co.oid = k.coll
 		WHERE i.indrelid = r AND i.indisprimary AND k.ord <= i.indnkeyatts;
+		-- no key (yet): a restore that enables the triggers before it adds
+		-- the key (pg_restore -j); a key dropped is refused by _key_dropped
 		IF keys IS NULL THEN
-			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
-				USING ERRCODE = 'object_not_in_prerequisite_state',
-					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
-					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), change the key, then track it again.', r::text);
+			CONTINUE;
 		END IF;
 		IF NOT immediate THEN
 			RAISE EXCEPTION 'the primary key of "%" is deferrable', r
@@ -1132,3 +1131,36 @@ FROM (SELECT i.indrelid, array_agg(a.attname ORDER BY x.ord) AS keys
 WHERE k.indrelid = t.relid AND t.key_columns IS DISTINCT FROM k.keys;
 COMMENT ON FUNCTION ec_feed._key_guard() IS
 'Event trigger function (ALTER TABLE): refuses to leave a tracked table without a primary key that track() accepts, or with other key columns than track() registered.';
+
+-- A command that drops the primary key of a tracked table (DROP
+-- CONSTRAINT, DROP COLUMN ... CASCADE) and leaves none: refused at its end,
+-- where a key added by the same statement already exists. (At ALTER TABLE's
+-- end a table without a key may also be one being restored.)
+CREATE FUNCTION ec_feed._key_dropped() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+BEGIN
+	FOR r IN
+		SELECT DISTINCT to_regclass(format('%I.%I', d.address_names[1], d.address_names[2]))
+		FROM pg_event_trigger_dropped_objects() d
+		WHERE d.object_type = 'table constraint'
+	LOOP
+		CONTINUE WHEN r IS NULL;
+		IF EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = r
+				   AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+		   AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = r AND i.indisprimary) THEN
+			RAISE EXCEPTION 'cannot drop the primary key of table "%" tracked by ec_feed', r
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = 'ec_feed identifies the rows of a tracked table by its primary key: without one every INSERT, UPDATE and DELETE of the table would fail.',
+					  HINT = format('Untrack the table first (SELECT ec_feed.untrack(%L)), change the key, then track it again.', r::text);
+		END IF;
+	END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION ec_feed._key_dropped() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_key_dropped ON sql_drop
+	EXECUTE FUNCTION ec_feed._key_dropped();
+COMMENT ON FUNCTION ec_feed._key_dropped() IS
+'Event trigger function (sql_drop): refuses a command that leaves a tracked table without a primary key.';

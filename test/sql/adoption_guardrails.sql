@@ -105,6 +105,18 @@ ALTER TABLE adg_plain DROP CONSTRAINT adg_plain_pkey;
 SELECT ec_feed.untrack('adg_items');
 ALTER TABLE adg_items DROP CONSTRAINT adg_items_code_pkey;
 
+-- a restore (pg_restore -j) may enable the triggers of a tracked table
+-- before it adds the table's key: allowed; the key added next is checked
+CREATE TABLE adg_restored (id int NOT NULL, v text);
+CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON adg_restored
+	FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp();
+ALTER TABLE adg_restored ENABLE ALWAYS TRIGGER zz_ec_feed_stamp;
+ALTER TABLE adg_restored ADD CONSTRAINT adg_restored_pkey PRIMARY KEY (id);
+-- and dropping that key is refused, replacing it in one statement is not
+ALTER TABLE adg_restored DROP CONSTRAINT adg_restored_pkey;
+ALTER TABLE adg_restored DROP CONSTRAINT adg_restored_pkey, ADD CONSTRAINT adg_restored_pkey2 PRIMARY KEY (id);
+DROP TABLE adg_restored;
+
 DROP TABLE adg_items, adg_owned, adg_plain, adg_copy, adg_quiet;
 DROP ROLE adg_truncator;
 DROP ROLE adg_member;
