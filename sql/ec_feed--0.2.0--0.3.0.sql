@@ -634,6 +634,8 @@ BEGIN
 		ORDER BY 1
 	LOOP
 		PERFORM ec_feed._check_owner(r);
+		-- the feed learns it (ec_feed._record_untrack, in "schema changes")
+		PERFORM ec_feed._record_untrack(r);
 		FOR g IN
 			SELECT t.tgname FROM pg_trigger t
 			WHERE t.tgrelid = r
@@ -944,50 +946,6 @@ BEGIN
 					   'ALTER COLUMN ec_xid SET DEFAULT ''0''', rel);
 	END IF;
 	DELETE FROM ec_feed.tracked_rel WHERE relid = rel;
-END;
-$$;
-
--- The adoption section's body, plus: each untrack is recorded, as by untrack().
-CREATE OR REPLACE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	r regclass;
-	g name;
-BEGIN
-	FOR r IN
-		SELECT t.relid FROM ec_feed.tracked_rel t
-		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
-		UNION
-		SELECT t.tgrelid::regclass FROM pg_trigger t
-		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
-						   'ec_feed.truncate_guard()'::regprocedure)
-		ORDER BY 1
-	LOOP
-		PERFORM ec_feed._check_owner(r);
-		PERFORM ec_feed._record_untrack(r);
-		FOR g IN
-			SELECT t.tgname FROM pg_trigger t
-			WHERE t.tgrelid = r
-			  AND t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
-							   'ec_feed.truncate_guard()'::regprocedure)
-			ORDER BY t.tgname
-		LOOP
-			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
-		END LOOP;
-		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
-				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
-			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
-		END IF;
-		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_xid'
-				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
-			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_xid SET DEFAULT ''0''', r);
-		END IF;
-		DELETE FROM ec_feed.tracked_rel t WHERE t.relid = r;
-		RETURN NEXT r;
-	END LOOP;
-	DELETE FROM ec_feed.tracked_rel t
-	WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
 END;
 $$;
 

@@ -12,7 +12,10 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "executor/tuptable.h"
+#include "catalog/indexing.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -335,4 +338,28 @@ ec_insert_tuple(Relation rel, HeapTuple tuple)
 	}
 	list_free(indexes);
 	ExecDropSingleTupleTableSlot(slot);
+}
+
+/* The owner of the extension ec_feed: it owns the history and may manage every consumer. */
+Oid
+ec_extension_owner(void)
+{
+	Oid			extoid = get_extension_oid("ec_feed", false);
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			owner = InvalidOid;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extoid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(owner))
+		elog(ERROR, "extension ec_feed not found");
+	return owner;
 }

@@ -121,30 +121,6 @@ ec_feed_cursor_position(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), values, nulls)));
 }
 
-/* The owner of the extension, who may manage every consumer. */
-static Oid
-extension_owner(void)
-{
-	Oid			extoid = get_extension_oid("ec_feed", false);
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			owner = InvalidOid;
-
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(owner))
-		elog(ERROR, "extension ec_feed not found");
-	return owner;
-}
-
 static char *
 role_name(Oid roleid)
 {
@@ -157,7 +133,7 @@ role_name(Oid roleid)
 static void
 check_manage(const char *name, Oid owner, Oid caller)
 {
-	if (has_privs_of_role(caller, owner) || has_privs_of_role(caller, extension_owner()))
+	if (has_privs_of_role(caller, owner) || has_privs_of_role(caller, ec_extension_owner()))
 		return;
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -42,30 +42,6 @@
 #include "publish.h"
 #include "token.h"
 
-/* The owner of the extension ec_feed, who owns its history. */
-Oid
-ec_extension_owner(void)
-{
-	Oid			extoid = get_extension_oid("ec_feed", false);
-	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Oid			owner = InvalidOid;
-
-	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(extoid));
-	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(owner))
-		elog(ERROR, "extension ec_feed not found");
-	return owner;
-}
-
 /*
  * Record the entry. As for every change: the restore fence first, then the
  * xid, then the version (a mark's readings rely on a version being drawn
