@@ -1,6 +1,6 @@
 /*
  * visibility.h
- *		Read-your-writes checks and the snapshot-free wait (visibility.c),
+ *		Read-your-writes checks (visibility.c) and the snapshot-free wait (wait.c),
  *		for the checks against a registered consumer (consumer.c).
  */
 #ifndef EC_VISIBILITY_H
