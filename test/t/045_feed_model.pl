@@ -13,7 +13,8 @@
 # procarray for a long time, as under real synchronous replication), and
 # immediate-stop crashes at random points (some right after a quiet spell in
 # which open transactions wrote but nothing committed, so that the consumer's
-# last marks name versions and xids whose WAL is lost in the crash).
+# last marks name versions and xids whose WAL is lost in the crash), and
+# the history rotating into a new segment every 5 s throughout.
 #
 # Two model consumers follow ec_feed.read() with random page sizes, one for
 # every table (rels NULL), one for two of the three tables (rels given). They
@@ -234,8 +235,12 @@ $node->init;
 # synchronous_standby_names names a standby that never connects: commits do
 # not wait for it (synchronous_commit = local), a PREPARE that sets
 # synchronous_commit = remote_write does, until cancelled. wal_writer_delay is
-# long so that WAL not flushed by a commit is lost in a crash.
+# long so that WAL not flushed by a commit is lost in a crash. A short
+# segment_period rotates the history into a new segment every few seconds
+# (the consumers' reads run the rotation), so that rotations meet crashes,
+# prepared transactions and long transactions.
 $node->append_conf('postgresql.conf', qq{
+ec_feed.segment_period = '5s'
 wal_level = replica
 max_wal_senders = 2
 fsync = off
@@ -279,6 +284,13 @@ SELECT ec_feed.track('m_other');
 INSERT INTO m_kv (k, v, tag) SELECT g, 0, 'init' FROM generate_series(1, 150) g;
 INSERT INTO m_tree (id, parent, tag) SELECT g, NULLIF(g / 2, 0), 'init' FROM generate_series(1, 20) g;
 INSERT INTO m_other (id, v, tag) SELECT g, 0, 'init' FROM generate_series(1, 10) g;
+-- the whole history: every segment (ec_feed.history is segment 0 only)
+CREATE FUNCTION m_history(cond text) RETURNS SETOF ec_feed.history
+LANGUAGE plpgsql AS $$
+BEGIN
+	RETURN QUERY EXECUTE (SELECT string_agg(format('SELECT * FROM %s WHERE %s', relid, cond), ' UNION ALL ')
+						  FROM ec_feed.segment);
+END $$;
 });
 
 my %KEYCOL = (m_kv => 'k', m_tree => 'id', m_other => 'id');
@@ -542,7 +554,7 @@ sub new_txn
 		  "SELECT pg_current_xact_id_if_assigned(), "
 		  . "count(*) FILTER (WHERE relid IN ('m_kv'::regclass, 'm_tree'::regclass)), "
 		  . "count(*) FILTER (WHERE relid = 'm_other'::regclass) "
-		  . "FROM ec_feed.history WHERE xid = pg_current_xact_id_if_assigned();" };
+		  . "FROM m_history('xid = pg_current_xact_id_if_assigned()');" };
 	my $e = $r->below(100);
 	if ($e < 70)
 	{
@@ -900,8 +912,8 @@ sub check_atomic
 	if (@unknown)
 	{
 		my %n = map { split /\t/ } split /\n/, $admin->safe(
-			"SELECT xid, count(*) FROM ec_feed.history WHERE xid = ANY ('{" . join(',', @unknown)
-			  . "}'::xid8[]) AND relid IN ($c->{relsql_in}) GROUP BY xid;");
+			"SELECT xid, count(*) FROM m_history(\$c\$xid = ANY ('{" . join(',', @unknown)
+			  . "}'::xid8[]) AND relid IN ($c->{relsql_in})\$c\$) GROUP BY xid;");
 		$c->{xid_total}{$_} = $n{$_} // 0 for @unknown;
 	}
 	for my $x (@x)
@@ -1147,7 +1159,7 @@ sub quiescent_check
 	}
 	my %history;
 	for my $line (split /\n/, $admin->safe(
-			"SELECT seq, xid, relid::regclass::text, op, key::text FROM ec_feed.history WHERE seq > $watermark;"))
+			"SELECT seq, xid, relid::regclass::text, op, key::text FROM m_history('seq > $watermark');"))
 	{
 		my @f = split /\t/, $line;
 		$history{ $f[0] } = \@f;
@@ -1216,7 +1228,7 @@ sub quiescent_check
 		$c->{stack} = [];
 	}
 	@interval_commits = ();
-	$watermark = $admin->safe("SELECT coalesce(max(seq), 0) FROM ec_feed.history;");
+	$watermark = $admin->safe("SELECT coalesce(max(seq), 0) FROM m_history('true');");
 	$stats{quiescent_checks}++;
 	note sprintf "%s: %d statements, %d transactions, %d changes delivered to consumer all, %d crashes, failures: %s",
 	  $label, $stats{statements} // 0, $stats{txns} // 0, $consumers[0]{delivered}, $epoch,
@@ -1250,16 +1262,17 @@ $_->{sess}->quit for @writers, @consumers;
 # ------------------------------------------------------------------------
 
 my ($ca, $cf) = @consumers;
+my $segments = $node->safe_psql('postgres', 'SELECT count(*) FROM ec_feed.segment;');
 my $figures = sprintf
   "seed %d: %.0f s; %d statements in %d transactions (%d long); %s; %d prepared (%d waiting for a standby); "
   . "%d crashes (change_seq went back in %d); consumer all: %d changes in %d pages, %d cut pages, "
   . "%d verified re-reads, %d per-key order checks, %d atomicity checks; consumer filtered: %d changes, %d pages; "
-  . "%d history rows checked; writer errors: %s; failures: %s",
+  . "%d history rows checked in %d segments; writer errors: %s; failures: %s",
   $seed, $elapsed, $stats{statements} // 0, $stats{txns} // 0, $stats{long_txns} // 0,
   join(', ', map { "$_ " . $stats{$_} } grep { /^ended: / } sort keys %stats),
   $stats{prepared} // 0, $stats{prepared_sync} // 0, $epoch, $stats{crashes_seq_back} // 0,
   $ca->{delivered}, $ca->{pages}, $ca->{cuts}, $ca->{verified}, $ca->{key_checks}, $ca->{atomic_checks},
-  $cf->{delivered}, $cf->{pages}, $history_rows,
+  $cf->{delivered}, $cf->{pages}, $history_rows, $segments,
   join(', ', map { "$_ $errcodes{$_}" } sort keys %errcodes) || 'none',
   join(', ', map { "$_ $fail_count{$_}" } sort keys %fail_count) || 'none';
 note $figures;
@@ -1269,6 +1282,7 @@ diag "045_feed_model figures: $figures" if $ENV{EC_MODEL_FIGURES};
 
 # the run must have exercised what it checks
 cmp_ok($stats{'ended: commit'} // 0, '>=', 2 * $seconds, 'transactions committed');
+cmp_ok($segments, '>=', 3, 'the history rotated into new segments during the run');
 cmp_ok(($stats{'ended: commit prepared'} // 0), '>', 0, 'prepared transactions committed later');
 cmp_ok($epoch, '>', 0, 'crashes');
 cmp_ok($stats{long_committed} // 0, '>', 0, 'long transactions committed');
