@@ -185,8 +185,12 @@ my ($wout, $werr) = ('', '');
 my $waiter = IPC::Run::start(
 	client_argv(B => GET => '/patients/60', { 'Consistency-Token' => $t60, Prefer => 'wait=10' }),
 	'<', \undef, '>', \$wout, '2>', \$werr);
-usleep(1_500_000);
-ok($waiter->pumpable && $wout eq '', 'Prefer: wait=10: the request waits while replay is paused');
+ok($standby->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+	WHERE query LIKE 'SELECT ec_feed.require_visible(%' AND state = 'active'}),
+	'Prefer: wait=10: the request waits in require_visible on the standby');
+usleep(300_000);
+eval { $waiter->pump_nb };
+is($wout, '', '  ... and has not answered while replay is paused');
 resume_replay();
 $waiter->finish;
 $r = decode($wout, $werr);
