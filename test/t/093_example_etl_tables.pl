@@ -6,9 +6,11 @@
 # the sink and follows items on; its read with rels naming lines fails
 # with 55000 until it has read past the untrack), and `DROP TABLE items`
 # (42P01, the feed names the table by OID; the consumer drops its copy and,
-# with no table left, unregisters and exits). After each part the sink equals the source,
-# row versions included, and per key every version applied is newer than
-# the ones before it (nothing lost, nothing applied twice).
+# with no table left, unregisters and exits). A second consumer: a table
+# untracked with its columns before its chunks were read. After each part
+# the sink equals the source, row versions included, and per key every
+# version applied is newer than the ones before it (nothing lost, nothing
+# applied twice).
 #
 # Seeded: EC_ETL_SEED reproduces a run.
 use strict;
@@ -227,6 +229,36 @@ like($cerr, qr/lines left the feed: dropped in the sink/, 'the consumer reported
 like($cerr, qr/no table left to follow: etl_items_lines unregistered/, 'the consumer reported why it stops');
 is($source->safe_psql('postgres', "SELECT count(*) FROM ec_feed.consumers WHERE name = 'etl_items_lines'"),
 	'0', '  ... and unregistered in the source');
-unlike($cerr, qr/Traceback/, 'the consumer raised no error') or diag $cerr;
+
+# a table untracked (with its columns) during the initial copy of another
+# consumer: its chunks stop, its untrack row drops the copy
+$source->safe_psql('postgres', q{
+CREATE TABLE a2 (id int PRIMARY KEY, v int);
+CREATE TABLE b2 (id int PRIMARY KEY, v int);
+SELECT ec_feed.track('a2');
+SELECT ec_feed.track('b2');
+INSERT INTO a2 SELECT g, g FROM generate_series(1, 3000) g;
+INSERT INTO b2 SELECT g, g FROM generate_series(1, 100) g;
+});
+$sink->safe_psql('postgres', q{
+CREATE TABLE a2 (id int PRIMARY KEY, v int, ec_version bigint NOT NULL);
+CREATE TABLE b2 (id int PRIMARY KEY, v int, ec_version bigint NOT NULL);
+});
+$consumer = IPC::Run::start(
+	[ $python, $etl, $source->connstr('postgres'), $sink->connstr('postgres'), 'a2,b2' ],
+	'<', \undef, '>>', \$cout, '2>>', \$cerr, init => sub { $ENV{ETL_CHUNK} = 10 });
+wait_for('the second consumer copies a2', sub {
+	sink_value("SELECT copy_after IS NOT NULL FROM ec_etl_table WHERE tab = 'a2'") eq 't' });
+$source->safe_psql('postgres', q{
+UPDATE b2 SET v = 0 WHERE id < 10;
+SELECT ec_feed.untrack('b2', drop_columns => true);
+});
+is(sink_value("SELECT copied FROM ec_etl_table WHERE tab = 'b2'"), 'f', '  ... b2 not copied yet when it is untracked');
+wait_for('untrack during the copy: the sink dropped its copy of b2',
+	sub { sink_value("SELECT to_regclass('b2') IS NULL") eq 't' });
+$q{a2} = q{SELECT count(*) || ':' || md5(string_agg(format('%s|%s|%s', id, v, ec_version), ',' ORDER BY id)) FROM a2};
+check_sink('after the untrack during the copy', 'a2');
+kill_consumer();
+unlike($cerr, qr/Traceback/, 'the consumers raised no error') or diag $cerr;
 
 done_testing();
