@@ -82,7 +82,7 @@ sub start_psql
 sub sink_state
 {
 	my ($rc, $out) = $sink->psql('postgres',
-		"SELECT copying, copy_after FROM ec_etl_state WHERE name = 'etl_items'");
+		"SELECT copying, copy_after FROM ec_etl_state JOIN ec_etl_table USING (name) WHERE name = 'etl_items'");
 	return $rc == 0 ? $out : '';
 }
 sub wait_for { my ($what, $cond) = @_;
@@ -193,7 +193,7 @@ SELECT count(*) FROM (SELECT version <= max(version) OVER (PARTITION BY id ORDER
 		'0', "$when: per key, every version applied is newer than the ones before it");
 	note "$when: versions applied: " . $sink->safe_psql('postgres', 'SELECT count(*) FROM applied');
 	is($sink->safe_psql('postgres',
-		'SELECT count(*) FROM ec_etl_tombstone t JOIN items i ON t.key = jsonb_build_object($$id$$, i.id)'),
+		'SELECT count(*) FROM ec_etl_tombstone t JOIN items i ON t.tab = $$items$$ AND t.key = jsonb_build_object($$id$$, i.id)'),
 		'0', "$when: no tombstone for a key the sink has");
 }
 check_sink('after the kills');
