@@ -17,15 +17,19 @@ history, queue or slot):
           capture is the point, not the fsync.
   read    ROWS inserted into each method's table (transactions of 1000 rows,
           a PgQ tick every PAGE rows), then drained by a Python client in
-          pages of PAGE, every row decoded (jsonb, wal2json's JSON, PgQ's
-          urlencoded ev_data); REPS rounds, each method's drains interleaved
-          (PgQ: one consumer, wal2json: one slot per round); rows/s, median.
+          pages of PAGE (wal2json: streamed by pg_recvlogical to a pipe),
+          every row decoded (jsonb, wal2json's JSON, PgQ's urlencoded
+          ev_data); REPS rounds, each method's drains interleaved (PgQ: one
+          consumer, wal2json: one slot per round); rows/s, median.
   demo    the demo's load (test/demo/demo.py): WRITERS writer threads insert
           and update one table, 0-30 ms between the write and COMMIT, 1 in
           200 transactions held open 1.5 s. That one table is captured by all
           methods at once (ec_feed tracks it, pgq.logutriga queues it, a
           wal2json slot decodes it, an (updated_at, id) index pages it); each
-          consumer is a process of its own polling every POLL ms. Commit ->
+          consumer is a process of its own, each in its usual way: ec_feed's
+          read() waits on the server for a commit (wait_ms), wal2json's
+          changes are pushed by pg_recvlogical, PgQ (ticking the queue
+          itself) and the paging consumer poll every POLL ms. Commit ->
           seen is the consumer's monotonic clock when a row version arrived
           minus the writer's right after COMMIT returned (CLOCK_MONOTONIC is
           system-wide). After the writes, CATCH_UP seconds; then every
@@ -46,6 +50,8 @@ import multiprocessing
 import os
 import platform
 import random
+import select
+import signal
 import subprocess
 import sys
 import threading
@@ -105,6 +111,24 @@ def pgq_queue(cur, queue, consumers):
 def w2j_options(table):
     return ("'format-version', '2', 'include-transaction', 'false', "
             "'add-tables', 'public.%s'" % table)
+
+
+def recvlogical(pgbin, db, slot, table, endpos=None):
+    """wal2json's changes streamed by pg_recvlogical (the replication
+    protocol: pushed at commit) to a pipe, one JSON document per line."""
+    cmd = [os.path.join(pgbin, "pg_recvlogical"), "-d", db, "-S", slot, "--start", "-f", "-",
+           "-F", "0", "-s", "1", "-o", "format-version=2", "-o", "include-transaction=false",
+           "-o", "add-tables=public." + table]
+    if endpos:
+        cmd += ["-E", str(endpos)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def w2j_row(line):
+    ch = json.loads(line)
+    if ch["action"] not in ("I", "U"):
+        return None
+    return {c["name"]: c["value"] for c in ch["columns"]}
 
 
 # --------------------------------------------------------------------------
@@ -201,20 +225,18 @@ def drain_pgq(cur, queue, consumer, expect):
         cur.execute("SELECT pgq.finish_batch(%s)", (batch,))
 
 
-def drain_wal2json(cur, slot, table, page, expect, upto):
+def drain_wal2json(pgbin, db, slot, table, upto):
     n = 0
-    while True:
-        cur.execute("SELECT data FROM pg_logical_slot_get_changes(%%s, %%s, %%s, %s)" % w2j_options(table),
-                    (slot, upto, page))
-        rows = cur.fetchall()
-        for (data,) in rows:
-            ch = json.loads(data)
-            if ch["action"] in ("I", "U", "D"):
-                cols = {c["name"]: c["value"] for c in ch.get("columns", ch.get("identity", []))}
-                _ = (cols["id"], cols.get("val"))
-                n += 1
-        if not rows and n >= expect:
-            return n
+    p = recvlogical(pgbin, db, slot, table, endpos=upto)
+    for line in p.stdout:
+        r = w2j_row(line)
+        if r is not None:
+            _ = (r["id"], r["val"])
+            n += 1
+    err = p.stderr.read().decode(errors="replace").strip()
+    if p.wait() != 0:
+        raise RuntimeError("pg_recvlogical failed: " + err)
+    return n
 
 
 def drain_paging(cur, table, page, expect, order="updated_at, id"):
@@ -250,16 +272,18 @@ def phase_read(args):
             for s in table_ddl("r_" + m, m):
                 c.execute(s)
         pgq_queue(c, "r_pgq_q", ["c%d" % i for i in range(reps)])
-        for i in range(reps):
-            c.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", ("bench_read_%d" % i,))
         c.execute("SELECT pgq.ticker('r_pgq_q')")
     print("  loading %d rows into each table" % rows, flush=True)
-    # one method after the other: the wal2json slots then read only the WAL
-    # of their own table's load (upto_lsn); a slot in production decodes
-    # every change of its database, captured or not
+    # one method after the other: the wal2json slots, made just before their
+    # table's load, then decode only the WAL of that load (up to endpos); a
+    # slot in production decodes every change of its database, captured or not
     upto = None
     with connect(db, autocommit=False) as c:
         for m in METHODS:
+            if m == "wal2json":
+                for i in range(reps):
+                    c.execute("SELECT pg_create_logical_replication_slot(%s, 'wal2json')", ("bench_read_%d" % i,))
+                    c.commit()
             for start in range(0, rows, 1000):
                 k = min(1000, rows - start)
                 c.execute("INSERT INTO r_%s (id, val, note) SELECT g, g, 'note ' || g "
@@ -286,7 +310,7 @@ def phase_read(args):
                 elif m == "pgq":
                     n = drain_pgq(cur, "r_pgq_q", "c%d" % rep, rows)
                 elif m == "wal2json":
-                    n = drain_wal2json(cur, "bench_read_%d" % rep, "r_wal2json", page, rows, upto)
+                    n = drain_wal2json(args.pgbin, db, "bench_read_%d" % rep, "r_wal2json", upto)
                 else:
                     n = drain_paging(cur, "r_paging", page, rows)
                 dt = time.monotonic() - t0
@@ -371,7 +395,9 @@ class Copy:
 
 
 def consumer_ec_feed(cur, copy, state, page):
-    cur.execute("SELECT cursor, op, key, version, data FROM ec_feed.read(%s, %s, %s::regclass[])",
+    # when nothing is new, the call waits on the server for the next commit
+    # (up to 1 s), as a consumer of ec_feed would
+    cur.execute("SELECT cursor, op, key, version, data FROM ec_feed.read(%s, %s, %s::regclass[], 1000)",
                 (state.get("cursor"), page, [DEMO]))
     rows = cur.fetchall()
     now = time.monotonic()
@@ -382,7 +408,7 @@ def consumer_ec_feed(cur, copy, state, page):
         elif op != "delete":
             n += 1
             copy.apply(key["id"], version, data["val"], data["note"], now)
-    return n >= page
+    return True         # no client-side sleep: read() waited
 
 
 def consumer_pgq(cur, copy, state, page):
@@ -401,17 +427,29 @@ def consumer_pgq(cur, copy, state, page):
         cur.execute("SELECT pgq.finish_batch(%s)", (batch,))
 
 
-def consumer_wal2json(cur, copy, state, page):
-    cur.execute("SELECT data FROM pg_logical_slot_get_changes('bench_demo', NULL, %%s, %s)"
-                % w2j_options(DEMO), (page,))
-    rows = cur.fetchall()
-    now = time.monotonic()
-    for (data,) in rows:
-        ch = json.loads(data)
-        if ch["action"] in ("I", "U"):
-            r = {c["name"]: c["value"] for c in ch["columns"]}
-            copy.apply(r["id"], r["ec_version"], r["val"], r["note"], now)
-    return len(rows) >= page
+def stream_wal2json(pgbin, copy, stop):
+    """wal2json's consumer: lines from pg_recvlogical as they arrive."""
+    p = recvlogical(pgbin, "bench_demo", "bench_demo", DEMO)
+    fd, buf, n = p.stdout.fileno(), b"", 0
+    try:
+        while not stop.is_set():
+            if not select.select([fd], [], [], 0.1)[0]:
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise RuntimeError("pg_recvlogical exited: " + p.stderr.read().decode(errors="replace").strip())
+            now = time.monotonic()
+            lines = (buf + chunk).split(b"\n")
+            buf = lines.pop()
+            for line in lines:
+                r = w2j_row(line) if line.strip() else None
+                if r is not None:
+                    copy.apply(r["id"], r["ec_version"], r["val"], r["note"], now)
+            n += 1
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+    return n
 
 
 def consumer_paging(cur, copy, state, page):
@@ -431,20 +469,23 @@ def consumer_paging(cur, copy, state, page):
 
 
 CONSUMERS = {"ec_feed": consumer_ec_feed, "pgq": consumer_pgq,
-             "wal2json": consumer_wal2json, "paging": consumer_paging}
+             "wal2json": None, "paging": consumer_paging}
 
 
-def consumer_process(method, poll_s, page, stop, out):
+def consumer_process(method, poll_s, page, pgbin, stop, out):
     copy, state, queries, error = Copy(), {}, 0, None
     try:
-        with connect("bench_demo") as conn:
-            cur = conn.cursor()
-            step = CONSUMERS[method]
-            while not stop.is_set():
-                full = step(cur, copy, state, page)
-                queries += 1
-                if not full:
-                    time.sleep(poll_s)
+        if method == "wal2json":
+            queries = stream_wal2json(pgbin, copy, stop)
+        else:
+            with connect("bench_demo") as conn:
+                cur = conn.cursor()
+                step = CONSUMERS[method]
+                while not stop.is_set():
+                    full = step(cur, copy, state, page)
+                    queries += 1
+                    if not full:
+                        time.sleep(poll_s)
     except Exception as e:  # reported in the results
         error = "%s: %s" % (type(e).__name__, str(e).strip())
     out.put((method, {"copy": {k: list(v) for k, v in copy.copy.items()},
@@ -475,7 +516,7 @@ def phase_demo(args):
         c.execute("SELECT pg_create_logical_replication_slot('bench_demo', 'wal2json')")
     ctx = multiprocessing.get_context("fork")
     stop, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=consumer_process, args=(m, args.poll_ms / 1000.0, args.demo_page, stop, out),
+    procs = [ctx.Process(target=consumer_process, args=(m, args.poll_ms / 1000.0, args.demo_page, args.pgbin, stop, out),
                          daemon=True) for m in CONSUMERS]
     for p in procs:
         p.start()
@@ -638,25 +679,25 @@ def cmd_report(args):
                  "that reads the slot (see the rows/s); the paging table has the (updated_at, id) index and its UPDATE sets "
                  "updated_at, which makes it non-HOT." % (s["clients"], s["write_rows"], s["write_seconds"],
                                                             s["reps"]))
-    lines.append("- Read: %d inserted changes per method, drained by one Python (psycopg 3) client in pages of "
-                 "%d (PgQ: batches of %d events, one tick per page; wal2json: `pg_logical_slot_get_changes` with "
-                 "`upto_nchanges` %d, format-version 2, up to the LSN where its table's load ended: the methods' "
-                 "tables are loaded one after the other, and a slot decodes every change of its database), every "
-                 "row decoded; median of %d rounds. `ec_feed.read(cursor, %d, rels)` pages the history of that "
-                 "table only." % (s["read_rows"], s["page"], s["page"], s["page"], s["reps"], s["page"]))
+    lines.append("- Read: %d inserted changes per method (transactions of 1,000 rows), drained by one Python "
+                 "(psycopg 3) client in pages of %d, every row decoded; median of %d rounds, interleaved. "
+                 "`ec_feed.read(cursor, %d, rels)` pages the history of that table only; PgQ: batches of %d "
+                 "events (one tick per %d rows); wal2json: `pg_recvlogical` (format-version 2) writes to a pipe "
+                 "the client reads, up to the LSN where its table's load ended (the tables are loaded one after "
+                 "the other, its slot made just before its load: a slot decodes every change of its database, "
+                 "captured or not)." % (s["read_rows"], s["page"], s["reps"], s["page"], s["page"], s["page"]))
     lines.append("- Demo load: %d writers for %.0f s (seed %d), 0–%.0f ms between the write and COMMIT, "
                  "1 in %d transactions held open %.1f s; %d transactions committed (%d held), %d failed, "
                  "%d row versions, %d keys. One table captured by every method at once; each consumer a "
-                 "process of its own polling every %.0f ms (pages of %d); PgQ's consumer calls "
-                 "`pgq.ticker()` itself before each poll (pgqd would tick every `ticker_period`, 1 s by "
-                 "default); the wal2json consumer polls through the SQL interface (`pg_logical_slot_get_changes`), "
-                 "which decodes again from the slot's restart point on every call, held back by the open "
-                 "transactions (a streaming client, pg_recvlogical, would not). %.1f s to catch up after the "
+                 "process of its own, each in its usual way: ec_feed's `read(cursor, %d, rels, wait_ms => 1000)` "
+                 "waits on the server for the next commit; wal2json's changes are pushed by `pg_recvlogical`; "
+                 "PgQ and the paging consumer poll every %.0f ms, PgQ's calling `pgq.ticker()` itself before "
+                 "each poll (pgqd would tick every `ticker_period`, 1 s by default). %.1f s to catch up after the "
                  "writes, then every copy is compared with the table: a key missing from a copy or holding "
                  "another version than the table is a change lost."
                  % (s["writers"], s["seconds"], s["seed"], s["max_delay_ms"], s["hold_every"],
                     s["hold_ms"] / 1000.0, demo["transactions"], demo["held"], demo["failed"],
-                    demo["versions_written"], demo["keys"], s["poll_ms"], s["demo_page"], s["catch_up"]))
+                    demo["versions_written"], demo["keys"], s["demo_page"], s["poll_ms"], s["catch_up"]))
     lines.append("- Every sample: write tps %s; read rows/s %s."
                  % ("; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["write_tps"][m])) for m in METHODS),
                     "; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["read_rows_s"][m])) for m in METHODS)))
