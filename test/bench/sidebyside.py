@@ -40,7 +40,10 @@ history, queue or slot):
           its next page, so that count is not a loss for it).
 
 report turns results.json into RESULTS/<date>.md (the table, the machine, the
-settings) and RESULTS/<date>.png (gnuplot) and prints the Markdown.
+settings) and RESULTS/<date>.png (gnuplot), keeps the figures as
+RESULTS/<date>.json and prints the Markdown. To redraw a committed result:
+  sidebyside.py report --in test/bench/results/<date>.json \
+      --results test/bench/results --work /tmp
 """
 
 import argparse
@@ -612,10 +615,17 @@ def median(v):
 
 
 def cmd_report(args):
-    with open(os.path.join(args.input, "results.json")) as f:
+    src = args.input if os.path.isfile(args.input) else os.path.join(args.input, "results.json")
+    with open(src) as f:
         res = json.load(f)
     day = res["started"][:10]
     os.makedirs(args.results, exist_ok=True)
+    # the raw figures beside the table, to redraw it (report --in FILE)
+    json_path = os.path.join(args.results, day + ".json")
+    if os.path.abspath(src) != os.path.abspath(json_path):
+        with open(json_path, "w") as f:
+            json.dump(res, f, indent=1)
+    work = args.work or os.path.dirname(os.path.abspath(src))
     md_path = os.path.join(args.results, day + ".md")
     png_path = os.path.join(args.results, day + ".png")
     s = res["settings"]
@@ -707,7 +717,7 @@ def cmd_report(args):
     with open(md_path, "w") as f:
         f.write("\n".join(lines))
 
-    dat = os.path.join(args.input, "plot.dat")
+    dat = os.path.join(work, "plot.dat")
     with open(dat, "w") as f:
         for i, r in enumerate(rows):
             name = {"untracked": "untracked", "ec_feed": "ec_feed", "pgq": "PgQ",
@@ -716,7 +726,7 @@ def cmd_report(args):
                 i, name, "%.4f" % r["ratio"], fmt(r["rows_s"], "%.0f").replace("—", "-"),
                 fmt(r["p50"], "%.2f").replace("—", "-"), fmt(r["p99"], "%.2f").replace("—", "-"),
                 fmt(r["lost"], "%d").replace("—", "-")))
-    gp = os.path.join(args.input, "plot.gp")
+    gp = os.path.join(work, "plot.gp")
     title = "ec_feed side by side, %s: %s, %d cores, load %.1f-%.1f" % (
         res["started"], mach["cpu"], mach["cores"], res["load_start"][0], res["load_end"][0])
     with open(gp, "w") as f:
@@ -737,7 +747,7 @@ set yrange [0:%(rmax).0f]
 plot "%(dat)s" using 1:4:xtic(2) with boxes lc rgb "#228833", "" using 1:4:(sprintf("%%.0f", $4)) with labels offset 0,0.8
 set title "commit -> seen under the demo load (ms, log scale)"
 set logscale y
-set yrange [*:*]
+set yrange [*:%(pmax).1f]
 set key top left
 set boxwidth 0.3
 set xrange [0.5:4.5]
@@ -757,7 +767,8 @@ unset multiplot
 """ % {"png": png_path, "dat": dat, "title": title, "clients": s["clients"], "rows": s["read_rows"],
             "page": s["page"], "wmax": 1.15 * max(r["ratio"] for r in rows),
             "rmax": 1.15 * max(r["rows_s"] for r in rows),
-            "lmax": 1.15 * max(r["lost"] or 0 for r in rows) + 2, "keys": demo["keys"]})
+            "lmax": 1.15 * max(r["lost"] or 0 for r in rows) + 2, "keys": demo["keys"],
+            "pmax": 2.5 * max(r["p99"] or 0 for r in rows)})
     subprocess.run(["gnuplot", gp], check=True)
     print("\n".join(lines))
     print("wrote %s and %s" % (md_path, png_path))
@@ -786,7 +797,8 @@ def main():
     m.add_argument("--max-delay-ms", type=float, default=30.0)
     m.add_argument("--seed", type=int, default=int(time.time()))
     r = sub.add_parser("report")
-    r.add_argument("--in", dest="input", required=True)
+    r.add_argument("--in", dest="input", required=True, help="measure's --out, or a results .json")
+    r.add_argument("--work", help="where to put the gnuplot files (default: beside the input)")
     r.add_argument("--results", required=True)
     args = ap.parse_args()
     return cmd_measure(args) if args.cmd == "measure" else cmd_report(args)
