@@ -711,6 +711,10 @@ def cmd_report(args):
     lines.append("- Every sample: write tps %s; read rows/s %s."
                  % ("; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["write_tps"][m])) for m in METHODS),
                     "; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["read_rows_s"][m])) for m in METHODS)))
+    if max(res["load_start"][0], res["load_end"][0]) > mach["cores"]:
+        lines.append("- The machine was shared (a load average above its %d cores): rounds differ by up to 2× "
+                     "(above), most in the read figures; the demo's counts of changes lost do not depend on it."
+                     % mach["cores"])
     lines.append("")
     lines.append("![side by side](%s)" % os.path.basename(png_path))
     lines.append("")
