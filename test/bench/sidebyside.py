@@ -708,6 +708,15 @@ def cmd_report(args):
                  % (s["writers"], s["seconds"], s["seed"], s["max_delay_ms"], s["hold_every"],
                     s["hold_ms"] / 1000.0, demo["transactions"], demo["held"], demo["failed"],
                     demo["versions_written"], demo["keys"], s["demo_page"], s["poll_ms"], s["catch_up"]))
+    span = s["seconds"] + s["catch_up"]
+    lines.append("- Consumers during the demo load (%.0f s): ec_feed %d `read()` calls; PgQ %d polls (each a "
+                 "tick, `next_batch`, `get_batch_events`, `finish_batch` per batch: %.0f ms a poll, its "
+                 "10 ms pause included; a change waits for the next poll's tick); wal2json %d reads of the pipe; paging %d pages. "
+                 "Slowest change seen: ec_feed %s, PgQ %s, wal2json %s, paging %s ms."
+                 % (span, dm["ec_feed"]["queries"], dm["pgq"]["queries"],
+                    1000.0 * span / max(1, dm["pgq"]["queries"]), dm["wal2json"]["queries"],
+                    dm["paging"]["queries"], fmt(dm["ec_feed"]["max_ms"], "%.0f"), fmt(dm["pgq"]["max_ms"], "%.0f"),
+                    fmt(dm["wal2json"]["max_ms"], "%.0f"), fmt(dm["paging"]["max_ms"], "%.0f")))
     lines.append("- Every sample: write tps %s; read rows/s %s."
                  % ("; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["write_tps"][m])) for m in METHODS),
                     "; ".join("%s %s" % (m, ", ".join("%.0f" % x for x in res["read_rows_s"][m])) for m in METHODS)))
