@@ -15,7 +15,6 @@ case $key in
 esac
 secs=${1:-5}
 reps=${REPS:-3}
-# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 # commits are not what is measured: no fsync wait
 bench_cluster wp 5602 -c synchronous_commit=off
