@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the benchmarks: a throwaway cluster on a Unix socket, owned by
 # postgres, stopped and removed on exit. Also the median of numbers on stdin.
 #   bench_cluster NAME PORT [server options...]

@@ -7,6 +7,7 @@
 # Usage (as root, after `make install`): bash test/bench/g4_page_cost.sh [seconds]
 set -euo pipefail
 secs=${1:-10}
+# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster g4 5601 -c shared_buffers=512MB
 

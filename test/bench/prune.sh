@@ -22,6 +22,7 @@ long=${LONG:-60}
 seg_rows=${SEG_ROWS:-2000}
 retention=${RETENTION:-2}
 pause=${PRUNE_SLEEP_MS:-10}
+# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster prune 5604 -c synchronous_commit=off
 

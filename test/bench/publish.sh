@@ -9,6 +9,7 @@
 set -euo pipefail
 secs=${1:-5}
 reps=${2:-3}
+# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster pub 5604 -c synchronous_commit=off
 

@@ -8,6 +8,7 @@
 set -euo pipefail
 rows=${1:-100000}
 reps=${2:-5}
+# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster rs 5606 -c shared_buffers=512MB
 

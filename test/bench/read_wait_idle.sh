@@ -5,6 +5,7 @@
 #
 # Usage (as root, after `make install`): bash test/bench/read_wait_idle.sh
 set -euo pipefail
+# shellcheck source=test/bench/cluster.sh
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 bench_cluster rwi 5605
 psql -d postgres -c "CREATE EXTENSION ec_feed" -c "CREATE TABLE t (id int PRIMARY KEY)" -c "SELECT ec_feed.track('t')" >/dev/null
