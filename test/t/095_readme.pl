@@ -11,7 +11,8 @@
 #     name must exist;
 #   - ```json blocks must parse (after removing the "…" that stand for
 #     omitted members); an EC003 body's suggestion is one the server
-#     sends; the ec_feed.status() example has the keys the server's has.
+#     sends; the ec_feed.status() example has the keys the server's has;
+#   - every link inside the README goes to one of its headings or a file.
 # An HTML comment right before a block adjusts it, one directive per line:
 #   <!-- test        (or on one line: <!-- test: fresh -->)
 #   fresh                  no fixture, no ec_feed (CREATE EXTENSION blocks)
@@ -91,6 +92,32 @@ sub read_blocks
 	}
 	die "README.md: a code block that does not end, from line $cur->{line}" if $cur;
 	return @blocks;
+}
+
+# every link inside the README goes to a heading (GitHub's anchors) or a file
+{
+	open my $fh, '<', $readme or die "$readme: $!";
+	my ($in_code, %anchors, %links) = (0);
+	while (my $l = <$fh>)
+	{
+		if ($l =~ /^```/) { $in_code = !$in_code; next; }
+		next if $in_code;
+		if ($l =~ /^#+\s+(.*?)\s*$/)
+		{
+			(my $a = lc $1) =~ s/[^\w\- ]//g;
+			$a =~ s/ /-/g;
+			my $n = $anchors{$a}++;
+			$anchors{"$a-$n"} = 1 if $n;
+		}
+		$links{$1} = 1 while $l =~ /\]\(([^)\s]+)\)/g;
+	}
+	close $fh;
+	for my $link (sort keys %links)
+	{
+		next if $link =~ m{^[a-z]+://};
+		if ($link =~ /^#(.+)$/) { ok($anchors{$1}, "README link $link goes to a heading"); }
+		else { ok(-e "$root/" . ($link =~ s/#.*//r), "README link $link names a file of the repository"); }
+	}
 }
 
 my @blocks = read_blocks();
