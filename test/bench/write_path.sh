@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The write path: INSERT and UPDATE latency on a tracked table (stamp and
 # history triggers) against the same table untracked, side by side in one
-# run, conditions interleaved; medians and ratios.
+# run, conditions interleaved; medians and ratios. Then the throughput of a
+# 1-row UPDATE at CLIENTS clients (issue 10: tracked >= 0.85x untracked).
 #
 # Usage (as root, after `make install`): bash test/bench/write_path.sh [seconds]
 #   KEY=timestamptz  the primary key's type (default bigint); timestamptz
 #                    keys take the canonical-key path of ec_row_key()
+#   REPS=3           samples per condition (medians)
+#   CLIENTS=8        clients of the UPDATE throughput run (0: skip it)
+#   PORT=5602        the throwaway cluster's port
 set -euo pipefail
 key=${KEY:-bigint}
 case $key in
@@ -15,9 +19,10 @@ case $key in
 esac
 secs=${1:-5}
 reps=${REPS:-3}
+clients=${CLIENTS:-8}
 . "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 # commits are not what is measured: no fsync wait
-bench_cluster wp 5602 -c synchronous_commit=off
+bench_cluster wp "${PORT:-5602}" -c synchronous_commit=off
 
 psql -d postgres <<SQL
 CREATE EXTENSION ec_feed;
@@ -47,9 +52,22 @@ for ((rep = 1; rep <= reps; rep++)); do
 			samples["$op,$t"]+="$ms "
 		done
 	done
+	# throughput of concurrent 1-row updates (10,000 keys: few lock waits)
+	if [ "$clients" -gt 0 ]; then
+		for t in plain tracked; do
+			tps=$("$bindir/pgbench" -n -f "$dir/update_$t.sql" -T "$secs" -c "$clients" -j "$clients" postgres 2>/dev/null |
+				awk '/^tps/ {print $3}')
+			samples["tps,$t"]+="$tps "
+		done
+	fi
 done
 printf '%-8s %12s %12s %8s\n' "median" "untracked" "tracked" "ratio"
 for op in insert update; do
 	p=$(echo "${samples["$op,plain"]}" | median); t=$(echo "${samples["$op,tracked"]}" | median)
 	printf '%-8s %9s ms %9s ms %7.2fx\n' "$op" "$p" "$t" "$(echo "$t / $p" | bc -l)"
 done
+if [ "$clients" -gt 0 ]; then
+	p=$(echo "${samples["tps,plain"]}" | median); t=$(echo "${samples["tps,tracked"]}" | median)
+	printf '%-8s %8.0f tps %8.0f tps %7.2fx  (UPDATE, %d clients; tracked/untracked)\n' \
+		"tps" "$p" "$t" "$(echo "$t / $p" | bc -l)" "$clients"
+fi
