@@ -1122,3 +1122,43 @@ CREATE EVENT TRIGGER ec_feed_key_dropped ON sql_drop
 	EXECUTE FUNCTION ec_feed._key_dropped();
 COMMENT ON FUNCTION ec_feed._key_dropped() IS
 'Event trigger function (sql_drop): refuses a command that leaves a tracked table without a primary key.';
+
+------------------------------------------------------------------------
+-- write path: the history's key index holds a hash of the key (issue 10.2)
+------------------------------------------------------------------------
+
+-- Every recorded change descended the index on (relid, key, seq) comparing
+-- jsonb keys, a fifth of the cost of its four index entries. The index now
+-- holds (relid, hash of the key, seq), integers: the hash is the one tokens
+-- carry (ec_key_hash() in token.c, jsonb_hash_extended with its seed), and
+-- readers compare the key of each entry they find (history.c,
+-- keyhistory.c). The history's index is rebuilt under its name; the
+-- readers know the old one too, for a database still at 0.1.0 or 0.2.0
+-- with this library.
+DROP INDEX ec_feed.history_rel_key_idx;
+CREATE INDEX history_rel_key_idx ON ec_feed.history
+	(relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq);
+
+CREATE OR REPLACE FUNCTION ec_feed._create_segment(id integer) RETURNS regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	name text := 'history_' || id;
+	rel regclass;
+BEGIN
+	EXECUTE format('CREATE TABLE ec_feed.%I (seq bigint NOT NULL, xid xid8 NOT NULL, relid oid NOT NULL, '
+				   'op "char" NOT NULL, key jsonb NOT NULL, data jsonb NOT NULL, changed text[], '
+				   'prev_version bigint, CONSTRAINT %I PRIMARY KEY (seq))', name, name || '_pkey');
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (xid, seq)', name || '_xid_seq_idx', name);
+	-- the seed of ec_key_hash() (token.c): 0x65635f6b6579
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq)',
+				   name || '_rel_key_idx', name);
+	EXECUTE format('CREATE INDEX %I ON ec_feed.%I (relid, seq)', name || '_rel_seq_idx', name);
+	EXECUTE format('REVOKE ALL ON ec_feed.%I FROM PUBLIC', name);
+	rel := format('ec_feed.%I', name)::regclass;
+	EXECUTE format('ALTER EXTENSION ec_feed ADD TABLE %s', rel);
+	INSERT INTO ec_feed.segment (id, relid, start_version, created_by)
+	VALUES (id, rel, 0, pg_current_xact_id());
+	RETURN rel;
+END;
+$$;

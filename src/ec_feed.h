@@ -199,6 +199,11 @@ typedef struct EcToken
 	FullTransactionId xid;
 } EcToken;
 
+/*
+ * The hash of a key (token.c): tokens carry it, and the history's key index
+ * of 0.3.0 holds it (jsonb_hash_extended(key, EC_KEY_HASH_SEED)).
+ */
+#define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
 extern uint64 ec_key_hash(Jsonb *key);
 extern char *ec_token_encode(const EcToken *token);
 extern void ec_token_decode(const char *text, EcToken *token);

@@ -6,6 +6,15 @@
  * index access methods directly instead of through SPI and the executor. The
  * writer needs no privilege on the history table: it is ec_feed's own record
  * of what the writer was allowed to do anyway.
+ *
+ * Per change: one heap tuple and one entry in each of the four indexes, each
+ * used by a reader that cannot do without it: (seq), the primary key, for
+ * the feed's range of versions and for uniqueness; (xid, seq) for the
+ * changes of the transactions a mark saw open (feed, tokens); (relid, seq)
+ * for a read of some tables only; (relid, key hash, seq) for the changes of
+ * one key (conditional writes, the insert's check below). The last held the
+ * jsonb key itself before 0.3.0: comparing jsonb keys down that index was
+ * about a quarter of the cost of the four index inserts.
  */
 #include "postgres.h"
 
@@ -22,6 +31,9 @@
 #include "executor/tuptable.h"
 #include "utils/array.h"
 #include "utils/fmgroids.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/xid8.h"
@@ -65,6 +77,7 @@ has_later_change(const EcChange *change)
 		IndexScanDesc scan;
 		ScanKeyData keys[3];
 		TupleTableSlot *slot;
+		bool		hashed;
 
 		if (!OidIsValid(seg->relid) || (seg->frozen && seg->max_version <= change->seq))
 			continue;
@@ -72,9 +85,14 @@ has_later_change(const EcChange *change)
 		if (history == NULL)
 			continue;			/* pruned: holds nothing this recent */
 		index = index_open(seg->key_index, AccessShareLock);
+		hashed = ec_key_index_hashed(index);
 		slot = table_slot_create(history, NULL);
 		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
-		ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
+		if (hashed)
+			ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ,
+						Int64GetDatum((int64) ec_key_hash(change->key)));
+		else
+			ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
 		ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
 		scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
 		index_rescan(scan, keys, 3, NULL, 0);
@@ -84,6 +102,11 @@ has_later_change(const EcChange *change)
 			bool		isnull;
 			FullTransactionId writer;
 
+			/* a hash matches other keys too */
+			if (hashed &&
+				!DatumGetBool(DirectFunctionCall2(jsonb_eq, slot_getattr(slot, Anum_history_key, &isnull),
+												  JsonbPGetDatum(change->key))))
+				continue;
 			writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
 			if (FullTransactionIdEquals(writer, change->xid))
 				own_later = true;
@@ -104,6 +127,133 @@ has_later_change(const EcChange *change)
 				 errdetail("A concurrent transaction changed the key after this insert drew its version, and this transaction changed the new row since; no version orders the three."),
 				 errhint("Retry the transaction.")));
 	return other_later;
+}
+
+/*
+ * What the insert needs of each index of a segment, kept until the index's
+ * relcache entry is invalidated: the IndexInfo, and which column is the key
+ * hash (0: none). The rest of an entry is taken from the history row's
+ * values as they are, with no executor slot.
+ */
+typedef struct HistoryIndex
+{
+	Oid			heap;
+	Oid			index;
+	IndexInfo  *info;
+	AttrNumber	hash_column;
+} HistoryIndex;
+
+static MemoryContext history_index_cxt = NULL;
+static HistoryIndex *history_indexes = NULL;
+static int	history_nindexes = 0;
+static int	history_maxindexes = 0;
+
+static void
+forget_history_indexes(Datum arg, Oid relid)
+{
+	if (history_indexes == NULL)
+		return;
+	for (int i = 0; i < history_nindexes; i++)
+		if (!OidIsValid(relid) || history_indexes[i].index == relid ||
+			history_indexes[i].heap == relid)
+		{
+			MemoryContextReset(history_index_cxt);
+			history_indexes = NULL;
+			history_nindexes = history_maxindexes = 0;
+			return;
+		}
+}
+
+static const HistoryIndex *
+history_index(Relation index)
+{
+	Oid			oid = RelationGetRelid(index);
+	HistoryIndex *hi;
+	MemoryContext old;
+
+	for (int i = 0; i < history_nindexes; i++)
+		if (history_indexes[i].index == oid)
+			return &history_indexes[i];
+
+	if (history_index_cxt == NULL)
+	{
+		history_index_cxt = AllocSetContextCreate(CacheMemoryContext, "ec_feed history indexes",
+												  ALLOCSET_SMALL_SIZES);
+		CacheRegisterRelcacheCallback(forget_history_indexes, (Datum) 0);
+	}
+	old = MemoryContextSwitchTo(history_index_cxt);
+	if (history_nindexes == history_maxindexes)
+	{
+		history_maxindexes = Max(8, history_maxindexes * 2);
+		history_indexes = history_indexes == NULL ?
+			palloc(sizeof(HistoryIndex) * history_maxindexes) :
+			repalloc(history_indexes, sizeof(HistoryIndex) * history_maxindexes);
+	}
+	hi = &history_indexes[history_nindexes];
+	hi->heap = index->rd_index->indrelid;
+	hi->index = oid;
+	hi->info = BuildIndexInfo(index);
+	hi->hash_column = 0;
+	MemoryContextSwitchTo(old);
+
+	if (hi->info->ii_Predicate != NIL)
+		elog(ERROR, "unexpected index \"%s\" of ec_feed's history", RelationGetRelationName(index));
+	for (int i = 0; i < hi->info->ii_NumIndexAttrs; i++)
+	{
+		if (hi->info->ii_IndexAttrNumbers[i] != InvalidAttrNumber)
+			continue;
+		/* the one expression ec_feed puts on its history */
+		if (hi->hash_column != 0 || list_length(hi->info->ii_Expressions) != 1 ||
+			!ec_is_key_hash_expr(linitial(hi->info->ii_Expressions)))
+			elog(ERROR, "unexpected index \"%s\" of ec_feed's history", RelationGetRelationName(index));
+		hi->hash_column = i + 1;
+	}
+	history_nindexes++;
+	return hi;
+}
+
+/*
+ * Insert the history row: the heap tuple, then an entry in each index built
+ * from the row's values (and the key's hash).
+ */
+static void
+history_insert(Relation history, HeapTuple tuple, Datum *values, bool *nulls)
+{
+	List	   *indexes;
+	ListCell   *lc;
+
+	simple_heap_insert(history, tuple);
+	indexes = RelationGetIndexList(history);
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), RowExclusiveLock);
+		const HistoryIndex *hi = history_index(index);
+		Datum		ivalues[INDEX_MAX_KEYS];
+		bool		inulls[INDEX_MAX_KEYS];
+
+		for (int i = 0; i < hi->info->ii_NumIndexAttrs; i++)
+		{
+			AttrNumber	attnum = hi->info->ii_IndexAttrNumbers[i];
+
+			if (i + 1 == hi->hash_column)
+			{
+				Jsonb	   *key = DatumGetJsonbP(values[Anum_history_key - 1]);
+
+				ivalues[i] = Int64GetDatum((int64) ec_key_hash(key));
+				inulls[i] = false;
+			}
+			else
+			{
+				ivalues[i] = values[attnum - 1];
+				inulls[i] = nulls[attnum - 1];
+			}
+		}
+		ec_index_insert(index, ivalues, inulls, &tuple->t_self, history,
+						hi->info->ii_Unique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO,
+						hi->info);
+		index_close(index, RowExclusiveLock);
+	}
+	list_free(indexes);
 }
 
 /* Record a change; an insert may get a fresh version (see has_later_change). */
@@ -146,7 +296,7 @@ ec_history_append(EcChange *change)
 	 * can ever record a version twice.
 	 */
 	tuple = heap_form_tuple(RelationGetDescr(history), values, nulls);
-	ec_insert_tuple(history, tuple);
+	history_insert(history, tuple, values, nulls);
 	heap_freetuple(tuple);
 	table_close(history, RowExclusiveLock);
 }

@@ -30,7 +30,9 @@
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
+#include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -85,57 +87,71 @@ compare_entries(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Append the entries of (relid, key) from version on in one segment. */
+/*
+ * Append the entries of (relid, key) from version on in one segment: a probe
+ * of its key index, which holds the key's hash (then each entry's key is
+ * compared) or, in a segment made before 0.3.0, the key.
+ */
 static void
-scan_entries(Relation history, Oid key_index, Snapshot snapshot, Oid relid, Jsonb *key,
+scan_entries(Relation history, const EcSegment *seg, Snapshot snapshot, Oid relid, Jsonb *key,
 			 int64 version, KeyEntry **entries, int *count, int *size)
 {
 	TupleDesc	desc = RelationGetDescr(history);
-	SysScanDesc scan;
+	Relation	index = index_open(seg->key_index, AccessShareLock);
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(history, NULL);
 	ScanKeyData skey[3];
-	HeapTuple	tuple;
+	bool		hashed = ec_key_index_hashed(index);
 
-	ScanKeyInit(&skey[0], Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	ScanKeyInit(&skey[1], Anum_history_key, BTEqualStrategyNumber, F_JSONB_EQ,
-				JsonbPGetDatum(key));
-	ScanKeyInit(&skey[2], Anum_history_seq, BTGreaterEqualStrategyNumber, F_INT8GE,
-				Int64GetDatum(version));
-	scan = systable_beginscan(history, key_index, true, snapshot, 3, skey);
-	while ((tuple = systable_getnext(scan)) != NULL)
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	if (hashed)
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) ec_key_hash(key)));
+	else
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(key));
+	ScanKeyInit(&skey[2], 3, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(version));
+	scan = index_beginscan(history, index, snapshot, 3, 0);
+	index_rescan(scan, skey, 3, NULL, 0);
+	while (index_getnext_slot(scan, ForwardScanDirection, slot))
 	{
 		KeyEntry   *e;
 		bool		isnull;
 		Datum		changed;
 
 		CHECK_FOR_INTERRUPTS();
+		/* a hash matches other keys too */
+		if (hashed &&
+			!DatumGetBool(DirectFunctionCall2(jsonb_eq, slot_getattr(slot, Anum_history_key, &isnull),
+											  JsonbPGetDatum(key))))
+			continue;
 		if (*count == *size)
 		{
 			*size *= 2;
 			*entries = repalloc_huge(*entries, sizeof(KeyEntry) * *size);
 		}
 		e = &(*entries)[(*count)++];
-		e->seq = DatumGetInt64(heap_getattr(tuple, Anum_history_seq, desc, &isnull));
-		e->op = DatumGetChar(heap_getattr(tuple, Anum_history_op, desc, &isnull));
+		e->seq = DatumGetInt64(slot_getattr(slot, Anum_history_seq, &isnull));
+		e->op = DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull));
 		e->prev_null = true;
 		e->prev = 0;
 		if (desc->natts >= Anum_history_prev_version)
-			e->prev = DatumGetInt64(heap_getattr(tuple, Anum_history_prev_version, desc, &e->prev_null));
+			e->prev = DatumGetInt64(slot_getattr(slot, Anum_history_prev_version, &e->prev_null));
 		e->changed = 0;
-		changed = heap_getattr(tuple, Anum_history_changed, desc, &isnull);
+		changed = slot_getattr(slot, Anum_history_changed, &isnull);
 		if (!isnull)
 			e->changed = PointerGetDatum(DatumGetArrayTypePCopy(changed));
 	}
-	systable_endscan(scan);
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, AccessShareLock);
 }
 
 /*
  * The entries of one key from version on, with the table-level entries
  * (truncates, key JSON null) in the same range, from every segment that may
- * hold one, in version order. Both are probes of the index on (relid, key,
- * seq). Segments are read with the same snapshot; one that pruning dropped
- * meanwhile holds nothing this recent that a caller with a retained token
- * could need, and the chain shows a hole if it did.
+ * hold one, in version order. Both are probes of the key index. Segments
+ * are read with the same snapshot; one that pruning dropped meanwhile holds
+ * nothing this recent that a caller with a retained token could need, and
+ * the chain shows a hole if it did.
  */
 static KeyEntry *
 key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
@@ -162,9 +178,9 @@ key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
 		/* entries written before 0.2.0's upgrade script ran name no prev */
 		if (RelationGetDescr(history)->natts < Anum_history_prev_version)
 			*chained = false;
-		scan_entries(history, seg->key_index, snapshot, relid, key, version,
+		scan_entries(history, seg, snapshot, relid, key, version,
 					 &entries, count, &size);
-		scan_entries(history, seg->key_index, snapshot, relid, table_level, version,
+		scan_entries(history, seg, snapshot, relid, table_level, version,
 					 &entries, count, &size);
 		relation_close(history, AccessShareLock);
 	}

@@ -40,11 +40,13 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
+#include "nodes/primnodes.h"
 #include "parser/parse_func.h"
 #include "commands/sequence.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/json.h"
@@ -87,12 +89,17 @@ static Oid	writer_segment = InvalidOid;
 /*
  * Pruning sends an invalidation for ec_feed.segment when it changes it: the
  * list is read again. (Correctness does not rest on it; see ec_segments().)
+ * So does a segment's own invalidation: the list names its indexes, which
+ * the 0.3.0 upgrade script replaces (the key index).
  */
 static void
 forget_segments(Datum arg, Oid relid)
 {
 	if (!OidIsValid(relid) || relid == segment_catalog)
 		segment_cache_stale = true;
+	for (int i = 0; segment_cache != NULL && i < segment_cache->n; i++)
+		if (segment_cache->segs[i].relid == relid)
+			segment_cache_stale = true;
 }
 
 /* The current segment's number, or -1 before the 0.3.0 upgrade script ran. */
@@ -126,6 +133,33 @@ segment_index(const char *relname, const char *suffix)
 
 	pfree(name);
 	return index;
+}
+
+/* Is this index expression ec_key_hash(key), i.e. jsonb_hash_extended(key, seed)? */
+bool
+ec_is_key_hash_expr(Node *expr)
+{
+	FuncExpr   *func = (FuncExpr *) expr;
+	Var		   *var;
+	Const	   *seed;
+
+	if (expr == NULL || !IsA(expr, FuncExpr) || func->funcid != F_JSONB_HASH_EXTENDED ||
+		list_length(func->args) != 2)
+		return false;
+	var = linitial(func->args);
+	seed = lsecond(func->args);
+	return IsA(var, Var) && var->varattno == Anum_history_key &&
+		IsA(seed, Const) && !seed->constisnull && DatumGetInt64(seed->constvalue) == EC_KEY_HASH_SEED;
+}
+
+/*
+ * Does the key index hold (relid, ec_key_hash(key), seq)? Segments made
+ * before the 0.3.0 upgrade script ran hold (relid, key, seq).
+ */
+bool
+ec_key_index_hashed(Relation index)
+{
+	return index->rd_index->indkey.values[1] == InvalidAttrNumber;
 }
 
 static void

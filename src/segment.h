@@ -6,6 +6,8 @@
 #define EC_FEED_SEGMENT_H
 
 #include "access/transam.h"
+#include "nodes/nodes.h"
+#include "utils/relcache.h"
 
 #include "ec_feed.h"
 
@@ -16,7 +18,7 @@ typedef struct EcSegment
 	Oid			relid;			/* InvalidOid: dropped */
 	Oid			seq_index;		/* (seq) */
 	Oid			xid_index;		/* (xid, seq) */
-	Oid			key_index;		/* (relid, key, seq) */
+	Oid			key_index;		/* (relid, key hash, seq), or (relid, key, seq) */
 	Oid			rel_index;		/* (relid, seq); InvalidOid before 0.2.0 */
 	bool		frozen;			/* no writer left: the fields below are final */
 	uint64		max_xid;		/* the newest writer's xid */
@@ -38,5 +40,7 @@ extern void ec_oldest_cursor(EcCursor *cursor, uint64 horizon);
 extern void ec_check_retained(const EcCursor *cursor, uint64 horizon);
 extern bool ec_maintenance_due(void);
 extern void ec_auto_prune(void);
+extern bool ec_key_index_hashed(Relation index);
+extern bool ec_is_key_hash_expr(Node *expr);
 
 #endif							/* EC_FEED_SEGMENT_H */

@@ -27,8 +27,6 @@
 #include "rowaccess.h"
 #include "token.h"
 
-#define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
-
 /* A hash of a key object that agrees with jsonb equality ({"id":1} = {"id":1.0}). */
 uint64
 ec_key_hash(Jsonb *key)
