@@ -1132,12 +1132,12 @@ COMMENT ON FUNCTION ec_feed._key_dropped() IS
 -- holds (relid, hash of the key, seq), integers: the hash is the one tokens
 -- carry (ec_key_hash() in token.c, jsonb_hash_extended with its seed), and
 -- readers compare the key of each entry they find (history.c,
--- keyhistory.c). The history's index is rebuilt under its name; the
--- readers know the old one too, for a database still at 0.1.0 or 0.2.0
--- with this library.
-DROP INDEX ec_feed.history_rel_key_idx;
-CREATE INDEX history_rel_key_idx ON ec_feed.history
-	(relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq);
+-- keyhistory.c). Segments made from now on have it; segment 0
+-- (ec_feed.history) keeps its index (relid, key, seq): a backend that still
+-- runs the 0.2.0 library (the README says to reconnect them before the
+-- update) writes segment 0 and cannot compute an expression index (it would
+-- crash), and a rebuild would block the writers. Every reader and writer of
+-- this library handles both layouts, per segment.
 
 CREATE OR REPLACE FUNCTION ec_feed._create_segment(id integer) RETURNS regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp

@@ -3,13 +3,33 @@
 -- now it compares integers. The readers of one key's changes (conditional
 -- writes; the check that orders an insert after a concurrent delete)
 -- compare the key of each entry the hash finds, and still read a key index
--- of the layout before 0.3.0 (a database not yet updated).
+-- of the layout before 0.3.0 (segment 0 keeps it, see the upgrade script).
 --
--- Tokens differ on every run: they are kept with \gset and never printed.
+-- In a database of its own: it rotates the history, so that the writes go
+-- to a segment made by _create_segment() (the other tests read
+-- ec_feed.history). Tokens differ on every run: they are kept with \gset
+-- and never printed.
+CREATE DATABASE ec_kh_test;
+\c ec_kh_test
+SET client_min_messages = warning;
+CREATE EXTENSION ec_feed;
+RESET client_min_messages;
 \set VERBOSITY default
+SET ec_feed.segment_rows = 1;
+CREATE TABLE kh_rot (id int PRIMARY KEY);
+SELECT ec_feed.track('kh_rot');
+INSERT INTO kh_rot VALUES (1), (2);
+SELECT ec_feed.prune() >= 0 AS spare_made;
+SELECT ec_feed.prune() >= 0 AS rotated;
+RESET ec_feed.segment_rows;
+SELECT relid::regclass::text AS cur FROM ec_feed.segment
+WHERE id = pg_sequence_last_value('ec_feed.segment_current') \gset
+SELECT :'cur' AS current_segment;
 
--- (relid, the key's hash as tokens carry it, seq), in new segments too
+-- segment 0: (relid, key, seq) as 0.1.0 made it; the segments made since
+-- (relid, the key's hash as tokens carry it, seq)
 SELECT pg_get_indexdef('ec_feed.history_rel_key_idx'::regclass);
+SELECT pg_get_indexdef((:'cur' || '_rel_key_idx')::regclass);
 SELECT pg_get_functiondef('ec_feed._create_segment(integer)'::regprocedure)
 	   LIKE '%(relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq)%' AS new_segments_hashed;
 
@@ -32,7 +52,7 @@ FROM ec_feed.update_if('kh_a', '{"id":7}', :'t7', '{"a":"z"}');
 CREATE TABLE kh_n (id numeric PRIMARY KEY, a text, b text);
 SELECT ec_feed.track('kh_n');
 INSERT INTO kh_n VALUES (8.0, 'a', 'b');
-SELECT key FROM ec_feed.history WHERE relid = 'kh_n'::regclass;
+SELECT key FROM :cur WHERE relid = 'kh_n'::regclass;
 SELECT ec_feed.token('kh_n', '{"id":8.0}') AS t8 \gset
 UPDATE kh_n SET b = 'y';
 SELECT status, changed_since FROM ec_feed.update_if('kh_n', '{"id":8}', :'t8', '{"a":"z"}');
@@ -59,7 +79,7 @@ UPDATE kh_a SET b = 'y' WHERE id = 10;
 SELECT status, changed_since FROM ec_feed.update_if('kh_a', '{"id":10}', :'t10', '{"a":"z"}');
 SELECT status, conflicts FROM ec_feed.update_if('kh_a', '{"id":10}', :'t10', '{"b":"z"}');
 INSERT INTO kh_a VALUES (1000, 'a', 'b');
-SELECT count(*) AS entries FROM ec_feed.history WHERE relid = 'kh_a'::regclass AND key = '{"id":1000}';
+SELECT count(*) AS entries FROM :cur WHERE relid = 'kh_a'::regclass AND key = '{"id":1000}';
 ROLLBACK;
 
 ------------------------------------------------------------------------
@@ -78,7 +98,10 @@ FROM ec_feed.update_if('kh_big', jsonb_build_object('k', :'bigk'), :'t0', '{"v":
 SELECT status, conflicts, changed_since
 FROM ec_feed.update_if('kh_big', jsonb_build_object('k', :'bigk'), :'t0', '{"w":3}');
 DELETE FROM kh_big;
-SELECT op, length(key->>'k') AS key_length, changed FROM ec_feed.history
+SELECT op, length(key->>'k') AS key_length, changed FROM :cur
 WHERE relid = 'kh_big'::regclass ORDER BY seq;
 
-DROP TABLE kh_big, kh_a, kh_b, kh_n;
+DROP TABLE kh_big, kh_a, kh_b, kh_n, kh_rot;
+
+\c contrib_regression
+DROP DATABASE ec_kh_test;
