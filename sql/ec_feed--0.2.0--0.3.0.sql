@@ -1184,38 +1184,18 @@ $$;
 COMMENT ON FUNCTION ec_feed._partitions(regclass) IS
 'Internal (track, untrack): every partition below a partitioned table, at all levels.';
 
--- 0.2.0's body, plus: a partitioned table is tracked (see above); a
+-- track(), below: 0.2.0's body, plus: a partitioned table is tracked; a
 -- partition of a tracked tree, or a tree with a partition tracked on its
--- own, is refused.
-CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
-RETURNS void
+-- own, is refused (_check_partitioning); a partitioned table's rows are
+-- renumbered in its partitions (_renumber_tree); every partition gets the
+-- TRUNCATE guard (_partition_guards).
+CREATE FUNCTION ec_feed._check_partitioning(rel regclass, kind "char") RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	keys name[];
-	kind "char";
-	immediate boolean;
-	nondet name;
-	above regclass;
+	above regclass := ec_feed._tracked_ancestor(rel);
 	own regclass;
-	p regclass;
 BEGIN
-	IF rel IS NULL THEN
-		RAISE EXCEPTION 'rel must not be NULL'
-			USING ERRCODE = 'null_value_not_allowed',
-				  DETAIL = 'ec_feed.track() needs the table to track.',
-				  HINT = 'Pass the table, e.g. ec_feed.track(''items'').';
-	END IF;
-	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = rel;
-	IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
-		RAISE EXCEPTION 'cannot track "%"', rel
-			USING ERRCODE = 'wrong_object_type',
-				  DETAIL = 'Only ordinary and partitioned tables can be tracked.',
-				  HINT = 'Track the table that stores the rows.';
-	END IF;
-	PERFORM ec_feed._check_owner(rel);
-
-	above := ec_feed._tracked_ancestor(rel);
 	IF above IS NOT NULL THEN
 		RAISE EXCEPTION 'table "%" is a partition of "%", which ec_feed tracks', rel, above
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1232,9 +1212,95 @@ BEGIN
 			RAISE EXCEPTION 'partition "%" of "%" is tracked on its own', own, rel
 				USING ERRCODE = 'object_not_in_prerequisite_state',
 					  DETAIL = format('The feed names its rows %s; tracked through %s they would be named %s.', own, rel, rel),
-					  HINT = format('Untrack the partition first (SELECT ec_feed.untrack(%L)): its consumers get a change with op untrack; then track %s and copy it anew.', own::text, rel);
+					  HINT = format('Untrack the partition first (SELECT ec_feed.untrack(%L)): its consumers get a change with op untrack; then track %s.', own::text, rel);
 		END IF;
 	END IF;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._check_partitioning(regclass, "char") IS
+'Internal (track): refuses a partition of a tracked partitioned table, and a partitioned table one of whose partitions is tracked on its own.';
+
+-- The rows of a partitioned table are in its leaf partitions: those are
+-- renumbered (_renumber) when the tree carries the managed columns
+-- unstamped (tracked before, untracked since).
+CREATE FUNCTION ec_feed._renumber_tree(rel regclass, kind "char") RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p regclass;
+BEGIN
+	IF kind <> 'p' THEN
+		PERFORM ec_feed._renumber(rel);
+		RETURN;
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', rel);
+	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
+			 JOIN pg_class c ON c.oid = x.p WHERE c.relkind = 'r' LOOP
+		PERFORM ec_feed._renumber(p);
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t WHERE t.relid = rel;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._renumber_tree(regclass, "char") IS
+'Internal (track): ec_feed._renumber() of a table, or of every leaf partition of a partitioned table that carries the managed columns unstamped.';
+
+-- Every partition below rel gets the TRUNCATE guard (add), or loses it.
+CREATE FUNCTION ec_feed._partition_guards(rel regclass, add boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p regclass;
+	has boolean;
+BEGIN
+	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p) LOOP
+		has := EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p
+					   AND g.tgname = 'zz_ec_feed_truncate_guard');
+		IF add AND NOT has THEN
+			EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
+						   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', p);
+		ELSIF NOT add AND has THEN
+			EXECUTE format('DROP TRIGGER zz_ec_feed_truncate_guard ON %s', p);
+		END IF;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._partition_guards(regclass, boolean) IS
+'Internal (track, untrack, untrack_all): puts the TRUNCATE guard on every partition below a partitioned table, or removes it.';
+
+CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys name[];
+	kind "char";
+	immediate boolean;
+	nondet name;
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.track() needs the table to track.',
+				  HINT = 'Pass the table, e.g. ec_feed.track(''items'').';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = rel;
+	IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
+		RAISE EXCEPTION 'cannot track "%"', rel
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be tracked.',
+				  HINT = 'Track the table that stores the rows.';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	-- a partitioned table is tracked with every partition below it; a
+	-- partition of a tracked tree is not tracked on its own, nor is a tree
+	-- one of whose partitions is (the feed would name a row twice); in a
+	-- function of its own, so that the lines of this one (shown in the
+	-- CONTEXT of its errors) stay where 0.2.0 had them
+	PERFORM ec_feed._check_partitioning(rel, kind);
 
 	SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
 		   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
@@ -1250,12 +1316,16 @@ BEGIN
 				  DETAIL = 'The feed, tokens and conditional writes identify rows by their primary key.',
 				  HINT = 'Add a primary key, then call ec_feed.track() again.';
 	END IF;
+	-- PostgreSQL does not treat a deferrable key as the table's identity
+	-- (the row triggers would find no primary key)
 	IF NOT immediate THEN
 		RAISE EXCEPTION 'the primary key of "%" is deferrable', rel
 			USING ERRCODE = 'object_not_in_prerequisite_state',
 				  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
 				  HINT = 'Recreate the primary key without DEFERRABLE, then call ec_feed.track() again.';
 	END IF;
+	-- keys are compared as JSON text (history, tokens, the re-insert check):
+	-- two keys one collation calls equal would be two rows there
 	IF nondet IS NOT NULL THEN
 		RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, rel
 			USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -1270,24 +1340,11 @@ BEGIN
 	END IF;
 
 	-- rows get versions no token read before can name: renumbered, or, when
-	-- the column is new, one fresh version for all (a constant: no rewrite);
-	-- a partitioned table's rows are in its partitions
-	IF kind = 'p' THEN
-		IF ec_feed._unstamped(rel) THEN
-			FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
-					 JOIN pg_class c ON c.oid = x.p WHERE c.relkind = 'r' LOOP
-				PERFORM ec_feed._renumber(p);
-			END LOOP;
-			DELETE FROM ec_feed.tracked_rel t WHERE t.relid = rel;
-		END IF;
-	ELSE
-		PERFORM ec_feed._renumber(rel);
-	END IF;
+	-- the column is new, one fresh version for all (a constant: no rewrite)
+	PERFORM ec_feed._renumber_tree(rel, kind);
 	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, ec_feed._draw_version()::text);
 	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
 
-	-- on a partitioned table, CREATE TRIGGER and ENABLE ALWAYS reach every
-	-- partition's clone of a row trigger
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
@@ -1295,6 +1352,8 @@ BEGIN
 		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
 	ELSIF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp'
 				  AND tgenabled <> 'A') THEN
+		-- disabled or set to fire in one replication role by hand: every write
+		-- must be stamped again (the rows were renumbered above)
 		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
 	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN
@@ -1302,14 +1361,8 @@ BEGIN
 					   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', rel);
 	END IF;
 	-- statement triggers are not cloned: each partition gets its own guard
-	IF kind = 'p' THEN
-		FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
-				 WHERE NOT EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = x.p
-								   AND g.tgname = 'zz_ec_feed_truncate_guard') LOOP
-			EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
-						   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', p);
-		END LOOP;
-	END IF;
+	-- (CREATE TRIGGER and ENABLE ALWAYS of the row triggers reach the clones)
+	PERFORM ec_feed._partition_guards(rel, true);
 	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
 		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
 					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
@@ -1321,6 +1374,9 @@ BEGIN
 		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);
 	END IF;
 
+	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
+	-- out every writer) is new for a new registration (after _renumber too)
+	-- and when history is switched on; changes before it were not recorded
 	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
 	VALUES (rel, keys, history)
 	ON CONFLICT (relid) DO UPDATE
@@ -1332,14 +1388,12 @@ END;
 $$;
 
 -- The schema section's body, plus: the partitions' TRUNCATE guards go too
--- (the row triggers' clones go with the parent's triggers, the managed
+-- (the row triggers' clones go with the parent's triggers; the managed
 -- columns' defaults and drops reach the partitions).
 CREATE OR REPLACE FUNCTION ec_feed.untrack(rel regclass, drop_columns boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-	p regclass;
 BEGIN
 	IF rel IS NULL THEN
 		RAISE EXCEPTION 'rel must not be NULL'
@@ -1358,9 +1412,7 @@ BEGIN
 	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_stamp ON %s', rel);
 	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_record ON %s', rel);
 	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_truncate_guard ON %s', rel);
-	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p) LOOP
-		EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_truncate_guard ON %s', p);
-	END LOOP;
+	PERFORM ec_feed._partition_guards(rel, false);
 	IF drop_columns THEN
 		EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS ec_version, DROP COLUMN IF EXISTS ec_xid', rel);
 	ELSE
@@ -1373,26 +1425,23 @@ END;
 $$;
 
 -- The adoption section's body, plus: a partition of a tree tracked through
--- its parent is untracked with the parent (its triggers are the parent's
--- clones, which cannot be dropped on their own), and the partitions'
--- TRUNCATE guards go with the parent's.
+-- its parent is untracked with the parent (its row triggers are clones,
+-- which cannot be dropped on their own), and the partitions' TRUNCATE
+-- guards go with the parent's.
 CREATE OR REPLACE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	r regclass;
 	g name;
-	p regclass;
 BEGIN
 	FOR r IN
-		SELECT x.r FROM (
-			SELECT t.relid AS r FROM ec_feed.tracked_rel t
-			WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
-			UNION
-			SELECT t.tgrelid::regclass FROM pg_trigger t
-			WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
-							   'ec_feed.truncate_guard()'::regprocedure)) x
-		WHERE ec_feed._tracked_ancestor(x.r) IS NULL
+		SELECT t.relid FROM ec_feed.tracked_rel t
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
+		UNION
+		SELECT t.tgrelid::regclass FROM pg_trigger t
+		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+						   'ec_feed.truncate_guard()'::regprocedure) AND ec_feed._tracked_ancestor(t.tgrelid) IS NULL
 		ORDER BY 1
 	LOOP
 		PERFORM ec_feed._check_owner(r);
@@ -1407,11 +1456,7 @@ BEGIN
 		LOOP
 			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
 		END LOOP;
-		FOR p IN SELECT x.p FROM ec_feed._partitions(r) AS x(p)
-				 WHERE EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = x.p
-							   AND t.tgfoid = 'ec_feed.truncate_guard()'::regprocedure) LOOP
-			EXECUTE format('DROP TRIGGER zz_ec_feed_truncate_guard ON %s', p);
-		END LOOP;
+		PERFORM ec_feed._partition_guards(r, false);
 		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
 				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
 			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
