@@ -33,7 +33,6 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/relation.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -66,7 +65,6 @@
 #include "ec_feed.h"
 #include "partition.h"
 #include "publish.h"
-#include "token.h"
 
 /* partition -> tracked root, per backend */
 typedef struct RootEntry
@@ -76,6 +74,7 @@ typedef struct RootEntry
 } RootEntry;
 
 static HTAB *roots = NULL;
+static uint64 roots_invalidations = 0;
 
 /* partitions whose rows the root's TRUNCATE, in progress, has recorded */
 static List *truncate_covered = NIL;	/* in TopTransactionContext */
@@ -91,6 +90,7 @@ forget_roots(Datum arg, Oid relid)
 	RootEntry  *entry;
 	bool		hit = !OidIsValid(relid);
 
+	roots_invalidations++;
 	if (roots == NULL)
 		return;
 	if (!hit)
@@ -145,13 +145,26 @@ register_xact_callbacks(void)
 	xact_callbacks = true;
 }
 
+/* Is funcoid the function ec_feed.<name>? */
+static bool
+is_feed_function(Oid funcoid, const char *name)
+{
+	char	   *proname;
+
+	if (get_func_namespace(funcoid) != ec_feed_namespace())
+		return false;
+	proname = get_func_name(funcoid);
+	return proname != NULL && strcmp(proname, name) == 0;
+}
+
 /*
- * Does the table carry ec_feed's stamp trigger (its own or a clone), enabled?
- * Read from pg_trigger rather than the relcache, so that no lock on the
- * ancestor is taken from the row trigger of a partition.
+ * Does the table carry ec_feed's trigger trigname (its own or a clone),
+ * enabled, with the function ec_feed.<funcname>? Read from pg_trigger rather
+ * than the relcache, so that no lock on an ancestor is taken from the row
+ * trigger of a partition.
  */
 static bool
-carries_stamp(Oid relid)
+carries_trigger(Oid relid, const char *trigname, const char *funcname)
 {
 	Relation	trigrel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyData keys[2];
@@ -162,19 +175,24 @@ carries_stamp(Oid relid)
 	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
-				CStringGetDatum(EC_STAMP_TRIGGER));
+				CStringGetDatum(trigname));
 	scan = systable_beginscan(trigrel, TriggerRelidNameIndexId, true, NULL, 2, keys);
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
 	{
 		Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tuple);
 
-		found = trig->tgenabled != TRIGGER_DISABLED &&
-			ec_is_feed_function(trig->tgfoid, "stamp");
+		found = trig->tgenabled != TRIGGER_DISABLED && is_feed_function(trig->tgfoid, funcname);
 	}
 	systable_endscan(scan);
 	table_close(trigrel, AccessShareLock);
 	return found;
+}
+
+static bool
+carries_stamp(Oid relid)
+{
+	return carries_trigger(relid, EC_STAMP_TRIGGER, "stamp");
 }
 
 /* The topmost ancestor (the table itself included) carrying the stamp trigger. */
@@ -203,6 +221,7 @@ ec_tracked_root_oid(Oid relid)
 	RootEntry  *entry;
 	bool		found;
 	Oid			root;
+	uint64		seen;
 
 	if (!get_rel_relispartition(relid))
 		return relid;
@@ -220,10 +239,17 @@ ec_tracked_root_oid(Oid relid)
 	entry = hash_search(roots, &relid, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry->root;
-	/* computed before the entry exists: an invalidation meanwhile wipes it */
+	/*
+	 * An invalidation that arrives while the catalogs are read may concern
+	 * what was read: the answer is then used once, not kept.
+	 */
+	seen = roots_invalidations;
 	root = compute_root(relid);
-	entry = hash_search(roots, &relid, HASH_ENTER, &found);
-	entry->root = root;
+	if (seen == roots_invalidations)
+	{
+		entry = hash_search(roots, &relid, HASH_ENTER, &found);
+		entry->root = root;
+	}
 	return root;
 }
 
@@ -318,16 +344,11 @@ record_rows_leaving(Oid leafid, Oid root)
 	ec_publish_if_due();
 }
 
-/* Does the root record history (its record trigger fires)? */
+/* Does the root record history (its stamp and record triggers are there)? */
 static bool
 root_records_history(Oid root)
 {
-	Relation	rel = relation_open(root, AccessShareLock);
-	bool		history = false;
-
-	(void) ec_rel_tracked(rel, &history);
-	relation_close(rel, NoLock);
-	return history;
+	return carries_stamp(root) && carries_trigger(root, EC_RECORD_TRIGGER, "record");
 }
 
 /* Every row under relid (a partition, itself partitioned or not) leaves. */
@@ -562,7 +583,7 @@ replica_triggers(Relation rel)
 		if (trigger->tgisinternal || !TRIGGER_FOR_ROW(trigger->tgtype) ||
 			!TRIGGER_FOR_UPDATE(trigger->tgtype) ||
 			(trigger->tgenabled != TRIGGER_FIRES_ALWAYS && trigger->tgenabled != TRIGGER_FIRES_ON_REPLICA) ||
-			ec_is_feed_function(trigger->tgfoid, "stamp") || ec_is_feed_function(trigger->tgfoid, "record"))
+			is_feed_function(trigger->tgfoid, "stamp") || is_feed_function(trigger->tgfoid, "record"))
 			continue;
 		appendStringInfo(&names, "%s%s", names.len > 0 ? ", " : "", trigger->tgname);
 	}
