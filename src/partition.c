@@ -78,6 +78,7 @@ static uint64 roots_invalidations = 0;
 
 /* partitions whose rows the root's TRUNCATE, in progress, has recorded */
 static List *truncate_covered = NIL;	/* in TopTransactionContext */
+static SubTransactionId covered_subid = InvalidSubTransactionId;	/* where it was set */
 static bool xact_callbacks = false;
 
 /* the table whose rows ATTACH is stamping: they are recorded as inserts */
@@ -127,12 +128,17 @@ static void
 forget_subxact_state(SubXactEvent event, SubTransactionId mySubid,
 					 SubTransactionId parentSubid, void *arg)
 {
-	/* a TRUNCATE that failed between the root's guard and a partition's */
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-	{
+	/*
+	 * A TRUNCATE that failed between the root's guard and a partition's: its
+	 * subtransaction aborts (a subtransaction begun and aborted within it,
+	 * by a trigger of its own, changes nothing).
+	 */
+	if (event == SUBXACT_EVENT_ABORT_SUB && mySubid == covered_subid)
 		truncate_covered = NIL;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && mySubid == covered_subid)
+		covered_subid = parentSubid;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
 		attaching_relid = InvalidOid;
-	}
 }
 
 static void
@@ -382,6 +388,7 @@ ec_truncate_covers(Oid root)
 	register_xact_callbacks();
 	old = MemoryContextSwitchTo(TopTransactionContext);
 	truncate_covered = list_concat_unique_oid(truncate_covered, tree);
+	covered_subid = GetCurrentSubTransactionId();
 	MemoryContextSwitchTo(old);
 	list_free(tree);
 }
@@ -489,6 +496,37 @@ tree_root(Oid relid)
 	return root;
 }
 
+/*
+ * A table tracked on its own (or holding one) cannot join a tracked tree:
+ * PostgreSQL would fail to clone the parent's triggers onto it by name, and
+ * the feed would name its rows twice. Said clearly, before the ATTACH.
+ */
+static void
+refuse_tracked_arrival(Oid relid, Oid root)
+{
+	List	   *tree;
+	ListCell   *lc;
+
+	if (!OidIsValid(relid))
+		return;
+	tree = find_all_inheritors(relid, NoLock, NULL);
+	foreach(lc, tree)
+	{
+		Oid			member = lfirst_oid(lc);
+
+		if (carries_stamp(member))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot attach \"%s\" to \"%s\": \"%s\" is tracked by ec_feed on its own",
+							get_rel_name(relid), get_rel_name(root), get_rel_name(member)),
+					 errdetail("A partition of \"%s\" is tracked through it; the feed names its rows \"%s\".",
+							   get_rel_name(root), get_rel_name(root)),
+					 errhint("Untrack it first (ec_feed.untrack()): its consumers get a change with op untrack; once attached, its rows reach the feed of \"%s\" as inserts.",
+							 get_rel_name(root))));
+	}
+	list_free(tree);
+}
+
 PG_FUNCTION_INFO_V1(ec_feed_partition_ddl_start);
 
 /*
@@ -539,13 +577,19 @@ ec_feed_partition_ddl_start(PG_FUNCTION_ARGS)
 			Oid			root;
 
 			if (!IsA(cmd, AlterTableCmd) ||
-				(cmd->subtype != AT_DetachPartition && cmd->subtype != AT_DetachPartitionFinalize))
+				(cmd->subtype != AT_DetachPartition && cmd->subtype != AT_DetachPartitionFinalize &&
+				 cmd->subtype != AT_AttachPartition))
 				continue;
 			pc = (PartitionCmd *) cmd->def;
 			parent = RangeVarGetRelid(stmt->relation, NoLock, true);
 			root = tree_root(parent);
 			if (!OidIsValid(root))
 				continue;
+			if (cmd->subtype == AT_AttachPartition)
+			{
+				refuse_tracked_arrival(RangeVarGetRelid(pc->name, NoLock, true), root);
+				continue;
+			}
 			if (pc->concurrent || cmd->subtype == AT_DetachPartitionFinalize)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

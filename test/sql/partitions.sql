@@ -183,6 +183,24 @@ TRUNCATE prt_orders_eu;
 COMMIT;
 SELECT op, rel, key FROM ec_feed.read(:'prt_c6', rels => '{prt_orders}') WHERE op <> 'progress';
 
+-- a trigger of a partition that runs (and rolls back) a subtransaction of
+-- its own, between the root's guard and the partition's, changes nothing
+CREATE FUNCTION prt_sub() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER prt_sub BEFORE TRUNCATE ON prt_orders_us FOR EACH STATEMENT EXECUTE FUNCTION prt_sub();
+INSERT INTO prt_orders VALUES ('eu', 7, 'date', 7);
+SELECT ec_feed.cursor_now() AS prt_c6b \gset
+BEGIN;
+SET LOCAL ec_feed.allow_truncate = on;
+TRUNCATE prt_orders;
+COMMIT;
+SELECT op, rel, key FROM ec_feed.read(:'prt_c6b', rels => '{prt_orders}') WHERE op <> 'progress';
+DROP TRIGGER prt_sub ON prt_orders_us;
+INSERT INTO prt_orders VALUES ('us', 8, 'nut', 8);
+
 -- DETACH: the rows leave the parent (deletes, in the DETACH's transaction);
 -- the detached table is left as untrack() leaves one
 INSERT INTO prt_orders VALUES ('eu', 9, 'fig', 9);
@@ -241,6 +259,14 @@ ALTER TABLE prt_orders_ca DISABLE TRIGGER prt_touch;
 ALTER TABLE prt_orders ATTACH PARTITION prt_orders_ca FOR VALUES IN ('ca');
 SELECT region, id, qty FROM prt_orders WHERE region = 'ca';
 
+-- a table tracked on its own does not join a tracked tree
+CREATE TABLE prt_orders_mx (LIKE prt_orders_eu INCLUDING INDEXES);
+SELECT ec_feed.track('prt_orders_mx');
+\set VERBOSITY default
+ALTER TABLE prt_orders ATTACH PARTITION prt_orders_mx FOR VALUES IN ('mx');
+\set VERBOSITY terse
+DROP TABLE prt_orders_mx;
+
 -- the key guard still holds for the tree
 ALTER TABLE prt_orders DROP CONSTRAINT prt_orders_pkey;
 
@@ -257,7 +283,7 @@ SELECT ec_feed.track('prt_orders');
 SELECT count(*) AS rows, bool_and(ec_version > 0) AS versioned FROM prt_orders;
 
 DROP TABLE prt_orders, prt_tree, prt_orders_eu;
-DROP FUNCTION prt_refuse(), prt_touch();
+DROP FUNCTION prt_refuse(), prt_touch(), prt_sub();
 
 -- untrack_all() and DROP EXTENSION ... CASCADE untrack the roots; the
 -- partitions' clones and guards go with them. In a database of its own, so
