@@ -22,7 +22,9 @@
  *   is refused.
  * - ATTACH PARTITION of a table with rows: ec_feed._partition_ddl_end()
  *   gives every row a fresh version through an UPDATE that the row triggers
- *   (cloned to it by the ATTACH) stamp and record, as an insert.
+ *   (cloned to it by the ATTACH) stamp and record, as an insert. A table
+ *   tracked on its own is refused before the ATTACH, as is one whose own
+ *   triggers would fire for that UPDATE.
  * - TRUNCATE of a partition (not of the whole tree): its statement-level
  *   guard, which track() and the ddl_command_end trigger put on every
  *   partition, records one delete per row. TRUNCATE of the root records
