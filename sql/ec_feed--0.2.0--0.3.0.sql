@@ -1473,6 +1473,111 @@ BEGIN
 END;
 $$;
 
+-- adopt(): the adoption section's body, plus: a partitioned table's rows
+-- are adopted in its leaf partitions (before, it adopted none of them).
+CREATE OR REPLACE PROCEDURE ec_feed.adopt(rel regclass, batch_pages integer DEFAULT 64,
+							   fire_triggers boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	since bigint;
+	pages bigint;
+	first bigint := 0;
+	n bigint;
+	total bigint := 0;
+	tries integer;
+	others text;
+	leaf regclass;
+BEGIN
+	IF rel IS NULL OR batch_pages IS NULL OR batch_pages < 1 OR fire_triggers IS NULL THEN
+		RAISE EXCEPTION 'invalid argument of ec_feed.adopt()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'rel must be a table, batch_pages at least 1, fire_triggers not NULL.',
+				  HINT = 'Call e.g. CALL ec_feed.adopt(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked t WHERE t.rel OPERATOR(pg_catalog.=) adopt.rel AND t.history) THEN
+		RAISE EXCEPTION 'table "%" is not tracked with history', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting gives rows versions whose history proves what changed since; a table without history has none.',
+				  HINT = 'Call ec_feed.track() on the table (history => true) first.';
+	END IF;
+	-- the table's own UPDATE triggers and rules would run for every row
+	SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name) INTO others
+	FROM (SELECT g.tgname::text AS name FROM pg_catalog.pg_trigger g
+		  WHERE g.tgrelid OPERATOR(pg_catalog.=) rel AND NOT g.tgisinternal
+			AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+			AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.stamp()'::pg_catalog.regprocedure
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.record()'::pg_catalog.regprocedure
+		  UNION ALL
+		  SELECT 'rule ' || r.rulename::text FROM pg_catalog.pg_rewrite r
+		  WHERE r.ev_class OPERATOR(pg_catalog.=) rel AND r.ev_type OPERATOR(pg_catalog.=) '2'
+			AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D') x;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'table "%" has UPDATE triggers or rules of its own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+
+	-- a partitioned table's rows are in its leaf partitions: their own
+	-- triggers (not clones of the table's) count too
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s (on %s)', g.tgname, g.tgrelid::pg_catalog.regclass),
+								 ', ' ORDER BY g.tgrelid, g.tgname) INTO others
+	FROM pg_catalog.pg_trigger g
+	WHERE g.tgrelid IN (SELECT x.p FROM ec_feed._partitions(rel) AS x(p))
+	  AND NOT g.tgisinternal AND g.tgparentid OPERATOR(pg_catalog.=) 0
+	  AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+	  AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'partitions of "%" have UPDATE triggers of their own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+	-- the leaf partitions one after the other
+	FOR leaf IN
+		SELECT rel WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
+						  WHERE c.oid OPERATOR(pg_catalog.=) rel) OPERATOR(pg_catalog.=) 'r'
+		UNION ALL
+		SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
+		JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.p
+		WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+	LOOP
+		first := 0;
+		pages := pg_catalog.pg_relation_size(leaf) OPERATOR(pg_catalog./)
+			pg_catalog.current_setting('block_size')::bigint;
+		WHILE first OPERATOR(pg_catalog.<) pages LOOP
+			tries := 0;
+			LOOP
+				SELECT t.history_since INTO since FROM ec_feed.tracked_rel t
+				WHERE t.relid OPERATOR(pg_catalog.=) rel;
+				BEGIN
+					EXECUTE pg_catalog.format('UPDATE ONLY %s SET ec_version = 0 '
+						'WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 '
+						'AND ec_version OPERATOR(pg_catalog.<) $3', leaf)
+						USING pg_catalog.format('(%s,0)', first)::pg_catalog.tid,
+							  pg_catalog.format('(%s,0)', first OPERATOR(pg_catalog.+) batch_pages)::pg_catalog.tid,
+							  since;
+					GET DIAGNOSTICS n = ROW_COUNT;
+					EXIT;
+				EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
+					tries := tries OPERATOR(pg_catalog.+) 1;
+					IF tries OPERATOR(pg_catalog.>=) 5 THEN
+						RAISE;
+					END IF;
+				END;
+			END LOOP;
+			total := total OPERATOR(pg_catalog.+) n;
+			COMMIT;
+			first := first OPERATOR(pg_catalog.+) batch_pages;
+		END LOOP;
+	END LOOP;
+	RAISE NOTICE 'ec_feed.adopt: % rows of "%" got versions of their own', total, rel;
+END;
+$$;
+
 -- 0.2.0's body, plus: an ALTER TABLE of a partition (a trigger's clone
 -- disabled, say) moves the history_since of the tracked table above it.
 CREATE OR REPLACE FUNCTION ec_feed._schema_changed() RETURNS event_trigger
