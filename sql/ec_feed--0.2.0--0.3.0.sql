@@ -1136,17 +1136,19 @@ COMMENT ON FUNCTION ec_feed._key_dropped() IS
 -- the parent (src/partition.c). A partition of a tracked tree cannot be
 -- tracked on its own, nor a tree one of whose partitions is.
 
--- DROP TABLE of a partition, ALTER TABLE ... DETACH PARTITION: the rows
--- leaving are recorded as deletes first; DETACH CONCURRENTLY is refused.
+-- DROP TABLE of a partition (or DROP SCHEMA ... CASCADE of its schema),
+-- ALTER TABLE ... DETACH PARTITION: the rows leaving are recorded as
+-- deletes first; DETACH CONCURRENTLY is refused, as is an ATTACH of a table
+-- tracked on its own.
 CREATE FUNCTION ec_feed._partition_ddl_start() RETURNS event_trigger
 AS 'MODULE_PATHNAME', 'ec_feed_partition_ddl_start'
 LANGUAGE C;
 REVOKE ALL ON FUNCTION ec_feed._partition_ddl_start() FROM PUBLIC;
 CREATE EVENT TRIGGER ec_feed_partition_ddl_start ON ddl_command_start
-	WHEN TAG IN ('DROP TABLE', 'ALTER TABLE')
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE')
 	EXECUTE FUNCTION ec_feed._partition_ddl_start();
 COMMENT ON FUNCTION ec_feed._partition_ddl_start() IS
-'Event trigger function (DROP TABLE, ALTER TABLE): records the rows of a partition dropped or detached from a tracked partitioned table as deletes; refuses DETACH PARTITION CONCURRENTLY there.';
+'Event trigger function (DROP TABLE, DROP SCHEMA, ALTER TABLE): records the rows of a partition dropped or detached from a tracked partitioned table as deletes; refuses DETACH PARTITION CONCURRENTLY there, and ATTACH PARTITION of a table tracked on its own.';
 
 -- CREATE TABLE ... PARTITION OF, ALTER TABLE ... ATTACH PARTITION: the new
 -- partitions get the TRUNCATE guard; attached rows fresh versions, recorded

@@ -14,7 +14,8 @@
  * Rows that leave or enter a tracked tree without a row trigger firing are
  * recorded here, keyed by the root, so that the parent's consumers stay
  * exact:
- * - DROP TABLE of a partition, ALTER TABLE ... DETACH PARTITION: one delete
+ * - DROP TABLE of a partition (or DROP SCHEMA ... CASCADE of its schema),
+ *   ALTER TABLE ... DETACH PARTITION: one delete
  *   per row, recorded by the event trigger ec_feed._partition_ddl_start()
  *   before the command runs, under the ACCESS EXCLUSIVE locks (parent, then
  *   partition: the command's own order) that the command takes anyway.
@@ -34,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -472,18 +474,6 @@ partition_leaves(Oid relid, Oid root, bool detach)
 					 EC_VERSION_COLUMN, EC_XID_COLUMN));
 }
 
-static EventTriggerData *
-check_event_trigger(FunctionCallInfo fcinfo, const char *funcname)
-{
-	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("%s must be called as an event trigger", funcname),
-				 errdetail("It keeps the feed of partitioned tables exact across partition changes."),
-				 errhint("Do not call it directly.")));
-	return (EventTriggerData *) fcinfo->context;
-}
-
 /* A table of a tracked tree (a partition, or the root itself): its root, else InvalidOid. */
 static Oid
 tree_root(Oid relid)
@@ -496,6 +486,75 @@ tree_root(Oid relid)
 	if (root == relid && !carries_stamp(relid))
 		return InvalidOid;
 	return root;
+}
+
+/*
+ * DROP SCHEMA ... CASCADE: the partitions in the schema of trees tracked
+ * through a table in another schema leave them (a root in the schema is
+ * dropped with it: its drop is recorded as an untrack). Returns whether it
+ * connected to SPI.
+ */
+static bool
+schema_leaves(Oid nspid, bool connected)
+{
+	Relation	classrel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	ScanKeyData key;
+	List	   *parts = NIL;
+	ListCell   *lc;
+
+	if (!OidIsValid(nspid))
+		return false;
+	ScanKeyInit(&key, Anum_pg_class_relnamespace, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(nspid));
+	classrel = table_open(RelationRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(classrel, 1, &key);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_class form = (Form_pg_class) GETSTRUCT(tuple);
+
+		if (form->relispartition &&
+			(form->relkind == RELKIND_RELATION || form->relkind == RELKIND_PARTITIONED_TABLE))
+			parts = lappend_oid(parts, form->oid);
+	}
+	table_endscan(scan);
+	table_close(classrel, AccessShareLock);
+
+	foreach(lc, parts)
+	{
+		Oid			relid = lfirst_oid(lc);
+		Oid			root = tree_root(relid);
+		Oid			parent;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!OidIsValid(root) || root == relid || get_rel_namespace(root) == nspid ||
+			!caller_owns(relid))
+			continue;
+		/* a partition whose parent is in the schema too leaves with that one */
+		parent = get_partition_parent(relid, true);
+		if (OidIsValid(parent) && parent != root && get_rel_namespace(parent) == nspid &&
+			list_member_oid(parts, parent))
+			continue;
+		if (!connected && SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		connected = true;
+		partition_leaves(relid, root, false);
+	}
+	list_free(parts);
+	return connected;
+}
+
+static EventTriggerData *
+check_event_trigger(FunctionCallInfo fcinfo, const char *funcname)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("%s must be called as an event trigger", funcname),
+				 errdetail("It keeps the feed of partitioned tables exact across partition changes."),
+				 errhint("Do not call it directly.")));
+	return (EventTriggerData *) fcinfo->context;
 }
 
 /*
@@ -547,7 +606,13 @@ ec_feed_partition_ddl_start(PG_FUNCTION_ARGS)
 
 	if (parsetree == NULL)
 		PG_RETURN_VOID();
-	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_SCHEMA &&
+		((DropStmt *) parsetree)->behavior == DROP_CASCADE)
+	{
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+			connected |= schema_leaves(get_namespace_oid(strVal(lfirst(lc)), true), connected);
+	}
+	else if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
 	{
 		foreach(lc, ((DropStmt *) parsetree)->objects)
 		{

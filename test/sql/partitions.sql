@@ -227,6 +227,21 @@ SELECT ec_feed.cursor_now() AS prt_c8 \gset
 DROP TABLE prt_orders_us;
 SELECT op, rel, key, data FROM ec_feed.read(:'prt_c8', rels => '{prt_orders}') WHERE op <> 'progress';
 
+-- DROP SCHEMA ... CASCADE of a schema that holds a partition: its rows
+-- leave the parent too (a tree all in the schema leaves as an untrack)
+CREATE SCHEMA prt_s;
+CREATE TABLE prt_s.orders_nz PARTITION OF prt_orders FOR VALUES IN ('nz');
+CREATE TABLE prt_s.whole (k int PRIMARY KEY) PARTITION BY RANGE (k);
+CREATE TABLE prt_s.whole_1 PARTITION OF prt_s.whole FOR VALUES FROM (0) TO (10);
+SELECT ec_feed.track('prt_s.whole');
+INSERT INTO prt_orders VALUES ('nz', 20, 'kiwi', 1);
+INSERT INTO prt_s.whole VALUES (1);
+SELECT ec_feed.cursor_now() AS prt_c8b \gset
+DROP SCHEMA prt_s CASCADE;
+SELECT op, rel, key FROM ec_feed.read(:'prt_c8b') WHERE op <> 'progress' AND rel IS NOT NULL
+  AND rel = 'prt_orders'::regclass;
+SELECT op, count(*) FROM ec_feed.read(:'prt_c8b') WHERE op = 'untrack' GROUP BY op;
+
 -- ATTACH of a table with rows: each arrives as an insert with a fresh
 -- version written by the ATTACH's transaction
 INSERT INTO prt_orders_eu (region, id, item, qty) VALUES ('eu', 11, 'pea', 1), ('eu', 12, 'bean', 2);
