@@ -15,10 +15,10 @@
  * recorded here, keyed by the root, so that the parent's consumers stay
  * exact:
  * - DROP TABLE of a partition (or DROP SCHEMA ... CASCADE of its schema),
- *   ALTER TABLE ... DETACH PARTITION: one delete
- *   per row, recorded by the event trigger ec_feed._partition_ddl_start()
- *   before the command runs, under the ACCESS EXCLUSIVE locks (parent, then
- *   partition: the command's own order) that the command takes anyway.
+ *   ALTER TABLE ... DETACH PARTITION: one delete per row, recorded by the
+ *   event trigger ec_feed._partition_ddl_start() before the command runs,
+ *   under the ACCESS EXCLUSIVE locks (parent, then partition: the command's
+ *   own order) that the command takes anyway.
  *   DETACH ... CONCURRENTLY cannot run in a transaction block with them: it
  *   is refused.
  * - ATTACH PARTITION of a table with rows: ec_feed._partition_ddl_end()
