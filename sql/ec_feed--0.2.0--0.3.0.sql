@@ -1162,3 +1162,477 @@ BEGIN
 	RETURN rel;
 END;
 $$;
+
+------------------------------------------------------------------------
+-- partitioned tables (issue 8 item 6)
+------------------------------------------------------------------------
+
+-- track('parent') on a partitioned table tracks every partition, present
+-- and future: the managed columns and the row triggers go on the parent
+-- (PostgreSQL adds the columns to and clones the row triggers onto every
+-- partition, also those created or attached later), the statement-level
+-- TRUNCATE guard on the parent and on each partition (event trigger below
+-- for later ones). The feed, the tokens and the conditional writes name
+-- the parent (src/partition.c). A partition of a tracked tree cannot be
+-- tracked on its own, nor a tree one of whose partitions is.
+
+-- DROP TABLE of a partition (or DROP SCHEMA ... CASCADE of its schema),
+-- ALTER TABLE ... DETACH PARTITION: the rows leaving are recorded as
+-- deletes first; DETACH CONCURRENTLY is refused, as is an ATTACH of a table
+-- tracked on its own.
+CREATE FUNCTION ec_feed._partition_ddl_start() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'ec_feed_partition_ddl_start'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION ec_feed._partition_ddl_start() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_partition_ddl_start ON ddl_command_start
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'ALTER TABLE')
+	EXECUTE FUNCTION ec_feed._partition_ddl_start();
+COMMENT ON FUNCTION ec_feed._partition_ddl_start() IS
+'Event trigger function (DROP TABLE, DROP SCHEMA, ALTER TABLE): records the rows of a partition dropped or detached from a tracked partitioned table as deletes; refuses DETACH PARTITION CONCURRENTLY there, and ATTACH PARTITION of a table tracked on its own.';
+
+-- CREATE TABLE ... PARTITION OF, ALTER TABLE ... ATTACH PARTITION: the new
+-- partitions get the TRUNCATE guard; attached rows fresh versions, recorded
+-- as inserts.
+CREATE FUNCTION ec_feed._partition_ddl_end() RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'ec_feed_partition_ddl_end'
+LANGUAGE C;
+REVOKE ALL ON FUNCTION ec_feed._partition_ddl_end() FROM PUBLIC;
+CREATE EVENT TRIGGER ec_feed_partition_ddl_end ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION ec_feed._partition_ddl_end();
+COMMENT ON FUNCTION ec_feed._partition_ddl_end() IS
+'Event trigger function (CREATE TABLE, ALTER TABLE): gives a partition created in or attached to a tracked partitioned table the TRUNCATE guard, and the rows of an attached one fresh versions, recorded as inserts.';
+
+-- Is the table (a partition) part of a tree tracked through an ancestor?
+-- That ancestor, else NULL.
+CREATE FUNCTION ec_feed._tracked_ancestor(rel regclass) RETURNS regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT a.relid FROM pg_partition_ancestors(rel) WITH ORDINALITY AS a(relid, ord)
+	WHERE a.relid <> rel
+	  AND EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = a.relid
+				  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+	ORDER BY a.ord DESC LIMIT 1;
+$$;
+COMMENT ON FUNCTION ec_feed._tracked_ancestor(regclass) IS
+'Internal (track, untrack_all): the topmost partitioned table above rel that carries ec_feed''s stamp trigger, NULL if none.';
+
+-- The partitions below rel (all levels), rel left out.
+CREATE FUNCTION ec_feed._partitions(rel regclass) RETURNS SETOF regclass
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT p.relid FROM pg_partition_tree(rel) p WHERE p.relid <> rel ORDER BY p.level, p.relid;
+$$;
+COMMENT ON FUNCTION ec_feed._partitions(regclass) IS
+'Internal (track, untrack): every partition below a partitioned table, at all levels.';
+
+-- track(), below: 0.2.0's body, plus: a partitioned table is tracked; a
+-- partition of a tracked tree, or a tree with a partition tracked on its
+-- own, is refused (_check_partitioning); a partitioned table's rows are
+-- renumbered in its partitions (_renumber_tree); every partition gets the
+-- TRUNCATE guard (_partition_guards).
+CREATE FUNCTION ec_feed._check_partitioning(rel regclass, kind "char") RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	above regclass := ec_feed._tracked_ancestor(rel);
+	own regclass;
+BEGIN
+	IF above IS NOT NULL THEN
+		RAISE EXCEPTION 'table "%" is a partition of "%", which ec_feed tracks', rel, above
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = format('Its rows are tracked through %s: the feed, the tokens and the conditional writes name that table.', above),
+				  HINT = format('Pass %s to ec_feed''s functions instead.', above);
+	END IF;
+	IF kind = 'p' THEN
+		SELECT x.p INTO own FROM ec_feed._partitions(rel) AS x(p)
+		WHERE EXISTS (SELECT 1 FROM ec_feed.tracked_rel t WHERE t.relid = x.p)
+		   OR EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = x.p AND g.tgparentid = 0
+					  AND g.tgfoid = 'ec_feed.stamp()'::regprocedure)
+		LIMIT 1;
+		IF own IS NOT NULL THEN
+			RAISE EXCEPTION 'partition "%" of "%" is tracked on its own', own, rel
+				USING ERRCODE = 'object_not_in_prerequisite_state',
+					  DETAIL = format('The feed names its rows %s; tracked through %s they would be named %s.', own, rel, rel),
+					  HINT = format('Untrack the partition first (SELECT ec_feed.untrack(%L)): its consumers get a change with op untrack; then track %s.', own::text, rel);
+		END IF;
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._check_partitioning(regclass, "char") IS
+'Internal (track): refuses a partition of a tracked partitioned table, and a partitioned table one of whose partitions is tracked on its own.';
+
+-- The rows of a partitioned table are in its leaf partitions: those are
+-- renumbered (_renumber) when the tree carries the managed columns
+-- unstamped (tracked before, untracked since).
+CREATE FUNCTION ec_feed._renumber_tree(rel regclass, kind "char") RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p regclass;
+BEGIN
+	IF kind <> 'p' THEN
+		PERFORM ec_feed._renumber(rel);
+		RETURN;
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT ec_feed._unstamped(rel) THEN
+		RETURN;
+	END IF;
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', rel);
+	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
+			 JOIN pg_class c ON c.oid = x.p WHERE c.relkind = 'r' LOOP
+		PERFORM ec_feed._renumber(p);
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t WHERE t.relid = rel;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._renumber_tree(regclass, "char") IS
+'Internal (track): ec_feed._renumber() of a table, or of every leaf partition of a partitioned table that carries the managed columns unstamped.';
+
+-- Every partition below rel gets the TRUNCATE guard (add), or loses it.
+CREATE FUNCTION ec_feed._partition_guards(rel regclass, add boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p regclass;
+	has boolean;
+BEGIN
+	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p) LOOP
+		has := EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p
+					   AND g.tgname = 'zz_ec_feed_truncate_guard');
+		IF add AND NOT has THEN
+			EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
+						   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', p);
+		ELSIF NOT add AND has THEN
+			EXECUTE format('DROP TRIGGER zz_ec_feed_truncate_guard ON %s', p);
+		END IF;
+	END LOOP;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._partition_guards(regclass, boolean) IS
+'Internal (track, untrack, untrack_all): puts the TRUNCATE guard on every partition below a partitioned table, or removes it.';
+
+CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	keys name[];
+	kind "char";
+	immediate boolean;
+	nondet name;
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.track() needs the table to track.',
+				  HINT = 'Pass the table, e.g. ec_feed.track(''items'').';
+	END IF;
+	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = rel;
+	IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
+		RAISE EXCEPTION 'cannot track "%"', rel
+			USING ERRCODE = 'wrong_object_type',
+				  DETAIL = 'Only ordinary and partitioned tables can be tracked.',
+				  HINT = 'Track the table that stores the rows.';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	-- a partitioned table is tracked with every partition below it; a
+	-- partition of a tracked tree is not tracked on its own, nor is a tree
+	-- one of whose partitions is (the feed would name a row twice); in a
+	-- function of its own, so that the lines of this one (shown in the
+	-- CONTEXT of its errors) stay where 0.2.0 had them
+	PERFORM ec_feed._check_partitioning(rel, kind);
+
+	SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
+		   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
+	INTO keys, immediate, nondet
+	FROM pg_index i
+	CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
+	JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+	LEFT JOIN pg_collation co ON co.oid = k.coll
+	WHERE i.indrelid = rel AND i.indisprimary AND k.ord <= i.indnkeyatts;
+	IF keys IS NULL THEN
+		RAISE EXCEPTION 'table "%" has no primary key', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'The feed, tokens and conditional writes identify rows by their primary key.',
+				  HINT = 'Add a primary key, then call ec_feed.track() again.';
+	END IF;
+	-- PostgreSQL does not treat a deferrable key as the table's identity
+	-- (the row triggers would find no primary key)
+	IF NOT immediate THEN
+		RAISE EXCEPTION 'the primary key of "%" is deferrable', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
+				  HINT = 'Recreate the primary key without DEFERRABLE, then call ec_feed.track() again.';
+	END IF;
+	-- keys are compared as JSON text (history, tokens, the re-insert check):
+	-- two keys one collation calls equal would be two rows there
+	IF nondet IS NOT NULL THEN
+		RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
+				  HINT = 'Give the key column a deterministic collation (e.g. COLLATE "C"), then call ec_feed.track() again.';
+	END IF;
+	IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
+		RAISE EXCEPTION 'the primary key of "%" uses a managed column', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
+				  HINT = 'Use a primary key of other columns.';
+	END IF;
+
+	-- rows get versions no token read before can name: renumbered, or, when
+	-- the column is new, one fresh version for all (a constant: no rewrite)
+	PERFORM ec_feed._renumber_tree(rel, kind);
+	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, ec_feed._draw_version()::text);
+	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
+
+	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
+		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
+					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
+		-- also when session_replication_role = replica (logical replication apply)
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
+	ELSIF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp'
+				  AND tgenabled <> 'A') THEN
+		-- disabled or set to fire in one replication role by hand: every write
+		-- must be stamped again (the rows were renumbered above)
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN
+		EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
+					   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', rel);
+	END IF;
+	-- statement triggers are not cloned: each partition gets its own guard
+	-- (CREATE TRIGGER and ENABLE ALWAYS of the row triggers reach the clones)
+	PERFORM ec_feed._partition_guards(rel, true);
+	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
+		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
+					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
+	ELSIF history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record'
+							  AND tgenabled <> 'A') THEN
+		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
+	ELSIF NOT history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
+		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);
+	END IF;
+
+	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
+	-- out every writer) is new for a new registration (after _renumber too)
+	-- and when history is switched on; changes before it were not recorded
+	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
+	VALUES (rel, keys, history)
+	ON CONFLICT (relid) DO UPDATE
+		SET key_columns = excluded.key_columns, history = excluded.history,
+			history_since = CASE WHEN excluded.history AND NOT t.history
+								 THEN excluded.history_since ELSE t.history_since END
+		WHERE (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
+END;
+$$;
+
+-- The schema section's body, plus: the partitions' TRUNCATE guards go too
+-- (the row triggers' clones go with the parent's triggers; the managed
+-- columns' defaults and drops reach the partitions).
+CREATE OR REPLACE FUNCTION ec_feed.untrack(rel regclass, drop_columns boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF rel IS NULL THEN
+		RAISE EXCEPTION 'rel must not be NULL'
+			USING ERRCODE = 'null_value_not_allowed',
+				  DETAIL = 'ec_feed.untrack() needs the table to stop tracking.',
+				  HINT = 'Pass the table, e.g. ec_feed.untrack(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked_rel WHERE relid = rel) THEN
+		RAISE EXCEPTION 'table "%" is not tracked', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'ec_feed.untrack() stops tracking a table that ec_feed.track() started.',
+				  HINT = 'See ec_feed.tracked for the tracked tables.';
+	END IF;
+	PERFORM ec_feed._record_untrack(rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_stamp ON %s', rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_record ON %s', rel);
+	EXECUTE format('DROP TRIGGER IF EXISTS zz_ec_feed_truncate_guard ON %s', rel);
+	PERFORM ec_feed._partition_guards(rel, false);
+	IF drop_columns THEN
+		EXECUTE format('ALTER TABLE %s DROP COLUMN IF EXISTS ec_version, DROP COLUMN IF EXISTS ec_xid', rel);
+	ELSE
+		-- nothing fills the NOT NULL columns any more: plain INSERTs get 0
+		EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0, '
+					   'ALTER COLUMN ec_xid SET DEFAULT ''0''', rel);
+	END IF;
+	DELETE FROM ec_feed.tracked_rel WHERE relid = rel;
+END;
+$$;
+
+-- The adoption section's body, plus: a partition of a tree tracked through
+-- its parent is untracked with the parent (its row triggers are clones,
+-- which cannot be dropped on their own), and the partitions' TRUNCATE
+-- guards go with the parent's.
+CREATE OR REPLACE FUNCTION ec_feed.untrack_all() RETURNS SETOF regclass
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r regclass;
+	g name;
+BEGIN
+	FOR r IN
+		SELECT t.relid FROM ec_feed.tracked_rel t
+		WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid)
+		UNION
+		SELECT t.tgrelid::regclass FROM pg_trigger t
+		WHERE t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+						   'ec_feed.truncate_guard()'::regprocedure) AND ec_feed._tracked_ancestor(t.tgrelid) IS NULL
+		ORDER BY 1
+	LOOP
+		PERFORM ec_feed._check_owner(r);
+		-- the feed learns it (ec_feed._record_untrack, in "schema changes")
+		PERFORM ec_feed._record_untrack(r);
+		FOR g IN
+			SELECT t.tgname FROM pg_trigger t
+			WHERE t.tgrelid = r
+			  AND t.tgfoid IN ('ec_feed.stamp()'::regprocedure, 'ec_feed.record()'::regprocedure,
+							   'ec_feed.truncate_guard()'::regprocedure)
+			ORDER BY t.tgname
+		LOOP
+			EXECUTE format('DROP TRIGGER %I ON %s', g, r);
+		END LOOP;
+		PERFORM ec_feed._partition_guards(r, false);
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_version'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_version SET DEFAULT 0', r);
+		END IF;
+		IF EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = r AND a.attname = 'ec_xid'
+				   AND NOT a.attisdropped AND NOT a.atthasdef) THEN
+			EXECUTE format('ALTER TABLE %s ALTER COLUMN ec_xid SET DEFAULT ''0''', r);
+		END IF;
+		DELETE FROM ec_feed.tracked_rel t WHERE t.relid = r;
+		RETURN NEXT r;
+	END LOOP;
+	DELETE FROM ec_feed.tracked_rel t
+	WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid);
+END;
+$$;
+
+-- adopt(): the adoption section's body, plus: a partitioned table's rows
+-- are adopted in its leaf partitions (before, it adopted none of them).
+CREATE OR REPLACE PROCEDURE ec_feed.adopt(rel regclass, batch_pages integer DEFAULT 64,
+							   fire_triggers boolean DEFAULT false)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+	since bigint;
+	pages bigint;
+	first bigint := 0;
+	n bigint;
+	total bigint := 0;
+	tries integer;
+	others text;
+	leaf regclass;
+BEGIN
+	IF rel IS NULL OR batch_pages IS NULL OR batch_pages < 1 OR fire_triggers IS NULL THEN
+		RAISE EXCEPTION 'invalid argument of ec_feed.adopt()'
+			USING ERRCODE = 'invalid_parameter_value',
+				  DETAIL = 'rel must be a table, batch_pages at least 1, fire_triggers not NULL.',
+				  HINT = 'Call e.g. CALL ec_feed.adopt(''items'').';
+	END IF;
+	PERFORM ec_feed._check_owner(rel);
+	IF NOT EXISTS (SELECT 1 FROM ec_feed.tracked t WHERE t.rel OPERATOR(pg_catalog.=) adopt.rel AND t.history) THEN
+		RAISE EXCEPTION 'table "%" is not tracked with history', rel
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting gives rows versions whose history proves what changed since; a table without history has none.',
+				  HINT = 'Call ec_feed.track() on the table (history => true) first.';
+	END IF;
+	-- the table's own UPDATE triggers and rules would run for every row
+	SELECT pg_catalog.string_agg(x.name, ', ' ORDER BY x.name) INTO others
+	FROM (SELECT g.tgname::text AS name FROM pg_catalog.pg_trigger g
+		  WHERE g.tgrelid OPERATOR(pg_catalog.=) rel AND NOT g.tgisinternal
+			AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+			AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.stamp()'::pg_catalog.regprocedure
+			AND g.tgfoid OPERATOR(pg_catalog.<>) 'ec_feed.record()'::pg_catalog.regprocedure
+		  UNION ALL
+		  SELECT 'rule ' || r.rulename::text FROM pg_catalog.pg_rewrite r
+		  WHERE r.ev_class OPERATOR(pg_catalog.=) rel AND r.ev_type OPERATOR(pg_catalog.=) '2'
+			AND r.ev_enabled OPERATOR(pg_catalog.<>) 'D') x;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'table "%" has UPDATE triggers or rules of its own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+
+	-- a partitioned table's rows are in its leaf partitions: their own
+	-- triggers (not clones of the table's) count too
+	SELECT pg_catalog.string_agg(pg_catalog.format('%s (on %s)', g.tgname, g.tgrelid::pg_catalog.regclass),
+								 ', ' ORDER BY g.tgrelid, g.tgname) INTO others
+	FROM pg_catalog.pg_trigger g
+	WHERE g.tgrelid IN (SELECT x.p FROM ec_feed._partitions(rel) AS x(p))
+	  AND NOT g.tgisinternal AND g.tgparentid OPERATOR(pg_catalog.=) 0
+	  AND g.tgenabled OPERATOR(pg_catalog.<>) 'D'
+	  AND (g.tgtype::integer OPERATOR(pg_catalog.&) 16) OPERATOR(pg_catalog.<>) 0;
+	IF others IS NOT NULL AND NOT fire_triggers THEN
+		RAISE EXCEPTION 'partitions of "%" have UPDATE triggers of their own: %', rel, others
+			USING ERRCODE = 'object_not_in_prerequisite_state',
+				  DETAIL = 'Adopting updates every row that predates track(), changing no value, and they would run for each.',
+				  HINT = 'Pass fire_triggers => true if they do nothing to a row whose values do not change.';
+	END IF;
+	-- the leaf partitions one after the other
+	FOR leaf IN
+		SELECT rel WHERE (SELECT c.relkind FROM pg_catalog.pg_class c
+						  WHERE c.oid OPERATOR(pg_catalog.=) rel) OPERATOR(pg_catalog.=) 'r'
+		UNION ALL
+		SELECT x.p FROM ec_feed._partitions(rel) AS x(p)
+		JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) x.p
+		WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+	LOOP
+		first := 0;
+		pages := pg_catalog.pg_relation_size(leaf) OPERATOR(pg_catalog./)
+			pg_catalog.current_setting('block_size')::bigint;
+		WHILE first OPERATOR(pg_catalog.<) pages LOOP
+			tries := 0;
+			LOOP
+				SELECT t.history_since INTO since FROM ec_feed.tracked_rel t
+				WHERE t.relid OPERATOR(pg_catalog.=) rel;
+				BEGIN
+					EXECUTE pg_catalog.format('UPDATE ONLY %s SET ec_version = 0 '
+						'WHERE ctid OPERATOR(pg_catalog.>=) $1 AND ctid OPERATOR(pg_catalog.<) $2 '
+						'AND ec_version OPERATOR(pg_catalog.<) $3', leaf)
+						USING pg_catalog.format('(%s,0)', first)::pg_catalog.tid,
+							  pg_catalog.format('(%s,0)', first OPERATOR(pg_catalog.+) batch_pages)::pg_catalog.tid,
+							  since;
+					GET DIAGNOSTICS n = ROW_COUNT;
+					EXIT;
+				EXCEPTION WHEN deadlock_detected OR serialization_failure THEN
+					tries := tries OPERATOR(pg_catalog.+) 1;
+					IF tries OPERATOR(pg_catalog.>=) 5 THEN
+						RAISE;
+					END IF;
+				END;
+			END LOOP;
+			total := total OPERATOR(pg_catalog.+) n;
+			COMMIT;
+			first := first OPERATOR(pg_catalog.+) batch_pages;
+		END LOOP;
+	END LOOP;
+	RAISE NOTICE 'ec_feed.adopt: % rows of "%" got versions of their own', total, rel;
+END;
+$$;
+
+-- 0.2.0's body, plus: an ALTER TABLE of a partition (a trigger's clone
+-- disabled, say) moves the history_since of the tracked table above it.
+CREATE OR REPLACE FUNCTION ec_feed._schema_changed() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	UPDATE ec_feed.tracked_rel t SET history_since = ec_feed._draw_version()
+	WHERE t.relid = ANY (ARRAY(SELECT c.objid::regclass FROM pg_event_trigger_ddl_commands() c
+							   WHERE c.classid = 'pg_class'::regclass
+							   UNION
+							   -- (no rows for a table that is no partition)
+							   SELECT a.relid FROM pg_event_trigger_ddl_commands() c
+							   CROSS JOIN LATERAL pg_partition_ancestors(c.objid::regclass) a
+							   WHERE c.classid = 'pg_class'::regclass));
+END;
+$$;

@@ -34,6 +34,7 @@
 #include "compat.h"
 #include "ec_feed.h"
 #include "feed.h"
+#include "partition.h"
 #include "publish.h"
 #include "segment.h"
 #include "token.h"
@@ -71,6 +72,9 @@ check_rels(FeedScan *fs, ArrayType *rels)
 					 errhint("Pass tables that exist.")));
 		rel = relation_open(relid, AccessShareLock);
 		tracked = ec_rel_tracked(rel, &history);
+		/* a partition's changes are recorded under its tracked parent */
+		if (tracked)
+			ec_refuse_partition(rel);
 		relation_close(rel, AccessShareLock);
 		if (!tracked)
 			ereport(ERROR,

@@ -234,6 +234,8 @@ build_entry(RelEntry *entry, Relation rel)
 	ec_row_shape(rel, &entry->shape, true);
 	entry->qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												 RelationGetRelationName(rel));
+	/* a partitioned table's rows are in its partitions */
+	entry->only = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? "" : "ONLY ";
 
 	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
 	initStringInfo(&where);
@@ -349,7 +351,7 @@ token_plan(RelEntry *entry, Relation rel)
 		for (int i = 0; i < entry->shape.nkeys; i++)
 			appendStringInfo(&sql, ", t.%s",
 							 quote_identifier(NameStr(TupleDescAttr(desc, entry->shape.key_attnums[i] - 1)->attname)));
-		appendStringInfo(&sql, " FROM ONLY %s t WHERE %s", entry->qualname, entry->key_where);
+		appendStringInfo(&sql, " FROM %s%s t WHERE %s", entry->only, entry->qualname, entry->key_where);
 		entry->token_plan = keep_plan(sql.data, entry->shape.nkeys, entry->argtypes);
 	}
 	return entry->token_plan;
@@ -361,8 +363,8 @@ ec_lock_plan(RelEntry *entry, bool for_delete)
 	SPIPlanPtr *slot = for_delete ? &entry->lock_del_plan : &entry->lock_plan;
 
 	if (*slot == NULL)
-		*slot = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s FOR %s OF t",
-								   entry->qualname, entry->key_where,
+		*slot = keep_plan(psprintf("SELECT t.* FROM %s%s t WHERE %s FOR %s OF t",
+								   entry->only, entry->qualname, entry->key_where,
 								   for_delete ? "UPDATE" : "NO KEY UPDATE"),
 						  entry->shape.nkeys, entry->argtypes);
 	return *slot;
@@ -373,8 +375,8 @@ ec_delete_plan(RelEntry *entry)
 {
 	if (entry->delete_plan == NULL)
 		entry->delete_plan =
-			keep_plan(psprintf("DELETE FROM ONLY %s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
-							   entry->qualname, entry->key_where, entry->shape.nkeys + 1),
+			keep_plan(psprintf("DELETE FROM %s%s t WHERE %s AND t.ec_version OPERATOR(pg_catalog.=) $%d RETURNING t.*",
+							   entry->only, entry->qualname, entry->key_where, entry->shape.nkeys + 1),
 					  entry->shape.nkeys + 1, entry->argtypes);
 	return entry->delete_plan;
 }
@@ -407,7 +409,7 @@ ec_update_plan(RelEntry *entry, Relation rel, int ncols, const AttrNumber *attnu
 	argtypes = palloc(sizeof(Oid) * (nkeys + 1 + ncols));
 	memcpy(argtypes, entry->argtypes, sizeof(Oid) * (nkeys + 1));
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "UPDATE ONLY %s t SET ", entry->qualname);
+	appendStringInfo(&sql, "UPDATE %s%s t SET ", entry->only, entry->qualname);
 	for (int i = 0; i < ncols; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, attnums[i] - 1);
@@ -525,8 +527,8 @@ static SPIPlanPtr
 get_plan(RelEntry *entry)
 {
 	if (entry->get_plan == NULL)
-		entry->get_plan = keep_plan(psprintf("SELECT t.* FROM ONLY %s t WHERE %s",
-											 entry->qualname, entry->key_where),
+		entry->get_plan = keep_plan(psprintf("SELECT t.* FROM %s%s t WHERE %s",
+											 entry->only, entry->qualname, entry->key_where),
 									entry->shape.nkeys, entry->argtypes);
 	return entry->get_plan;
 }

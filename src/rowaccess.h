@@ -30,6 +30,7 @@ typedef struct RelEntry
 	MemoryContext mcxt;			/* everything below, except the plans */
 	EcRowShape	shape;
 	char	   *qualname;		/* quoted schema.table */
+	const char *only;			/* "ONLY " but for a partitioned table */
 	char	   *key_where;		/* key columns = $1 .. $nkeys */
 	Oid			argtypes[INDEX_MAX_KEYS + 1];	/* key columns, then ec_version */
 	Datum		empty_row;		/* a row of all NULLs: the base for populating */

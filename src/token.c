@@ -24,6 +24,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "partition.h"
 #include "rowaccess.h"
 #include "token.h"
 
@@ -108,7 +109,8 @@ ec_rel_tracked(Relation rel, bool *history)
 
 	if (history)
 		*history = false;
-	if (rel->rd_rel->relkind != RELKIND_RELATION || trigdesc == NULL)
+	if ((rel->rd_rel->relkind != RELKIND_RELATION &&
+		 rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE) || trigdesc == NULL)
 		return false;
 	nspid = ec_feed_namespace();
 	for (int i = 0; i < trigdesc->numtriggers; i++)
@@ -143,6 +145,7 @@ ec_require_tracked(Relation rel, bool *history)
 				 errmsg("table \"%s\" is not tracked by ec_feed", RelationGetRelationName(rel)),
 				 errdetail("Row tokens and conditional writes need the row versions that ec_feed.track() maintains."),
 				 errhint("Call ec_feed.track() on the table first.")));
+	ec_refuse_partition(rel);
 }
 
 /* Open a table that must be tracked; it stays locked until the transaction ends. */
@@ -199,7 +202,7 @@ ec_row_token_text(Relation rel, const EcRowShape *shape, HeapTuple tuple, Jsonb 
 				 errmsg("row of table \"%s\" has no version", RelationGetRelationName(rel)),
 				 errdetail("Its ec_version or ec_xid is NULL, so it was not read from the table."),
 				 errhint("Pass a row as read from the table, e.g. SELECT ec_feed.row_token(t) FROM tab t.")));
-	token.relid = RelationGetRelid(rel);
+	token.relid = ec_tracked_root(rel);
 	token.key_hash = ec_key_hash(key ? key : ec_row_key(rel, shape, tuple));
 	token.version = DatumGetInt64(version);
 	token.xid = DatumGetFullTransactionId(xid);
@@ -244,9 +247,12 @@ ec_feed_row_token(PG_FUNCTION_ARGS)
 		not_a_tracked_row("It is an anonymous record, not a row of a table's type.");
 
 	rel = relation_open(relid, AccessShareLock);
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		not_a_tracked_row("Its type is not that of a table.");
-	ec_require_tracked(rel, NULL);
+	/* a row read from a partition is the tracked parent's row too */
+	if (!ec_rel_tracked(rel, NULL))
+		ec_require_tracked(rel, NULL);
 	ec_row_shape(rel, &shape, true);
 
 	tuple.t_len = HeapTupleHeaderGetDatumLength(td);

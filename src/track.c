@@ -72,6 +72,7 @@
 #include "utils/xid8.h"
 
 #include "ec_feed.h"
+#include "partition.h"
 #include "publish.h"
 #include "token.h"
 
@@ -575,15 +576,19 @@ ec_feed_record(PG_FUNCTION_ARGS)
 	if (!TRIGGER_FIRED_BY_DELETE(event) && stamp_may_be_changed(rel))
 		check_stamped(rel, &shape, TRIGGER_FIRED_BY_UPDATE(event) ?
 					  trigdata->tg_newtuple : trigdata->tg_trigtuple);
-	change.relid = RelationGetRelid(rel);
+	/* a partition's changes are the tracked parent's (partition.c) */
+	change.relid = ec_tracked_root(rel);
 	change.xid = GetTopFullTransactionId();
 	change.changed = NULL;
 	change.has_prev_version = false;
 	change.prev_version = 0;
 
-	if (TRIGGER_FIRED_BY_INSERT(event))
+	if (TRIGGER_FIRED_BY_INSERT(event) ||
+		(TRIGGER_FIRED_BY_UPDATE(event) && ec_attaching(rel)))
 	{
-		HeapTuple	newtup = trigdata->tg_trigtuple;
+		/* ATTACH stamps the rows it brings with an UPDATE: they arrive */
+		HeapTuple	newtup = TRIGGER_FIRED_BY_INSERT(event) ?
+			trigdata->tg_trigtuple : trigdata->tg_newtuple;
 
 		change.op = EC_OP_INSERT;
 		change.seq = ec_row_version(desc, &shape, newtup);
@@ -679,7 +684,7 @@ record_truncate(Relation rel)
 	null_json = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
 	change.xid = GetTopFullTransactionId();
 	change.seq = ec_feed_next_version();
-	change.relid = RelationGetRelid(rel);
+	change.relid = RelationGetRelid(rel);	/* a root: see the guard */
 	change.op = EC_OP_TRUNCATE;
 	change.key = null_json;
 	change.data = null_json;
@@ -697,6 +702,7 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = check_trigger_call(fcinfo, "ec_feed.truncate_guard");
 	Relation	rel = trigdata->tg_relation;
+	Oid			root;
 
 	/* it records a change of the feed: only as the trigger track() creates */
 	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
@@ -708,6 +714,18 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 						trigdata->tg_trigger->tgname, RelationGetRelationName(rel)),
 				 errdetail("It guards and records TRUNCATE only as the BEFORE TRUNCATE trigger zz_ec_feed_truncate_guard that ec_feed.track() creates."),
 				 errhint("Drop the trigger; call ec_feed.track() to track the table.")));
+
+	/*
+	 * A partition of a tracked tree: part of the root's TRUNCATE (recorded
+	 * there), or its own, whose rows are recorded as deletes keyed by the
+	 * root (partition.c). Consumers need not know op "truncate" for that.
+	 */
+	root = ec_tracked_root(rel);
+	if (root != RelationGetRelid(rel))
+	{
+		ec_truncate_partition(rel, root);
+		return PointerGetDatum(NULL);
+	}
 
 	if (!allow_truncate)
 		ereport(ERROR,
@@ -737,5 +755,8 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 	 */
 	if (records_history(rel))
 		record_truncate(rel);
+	/* a partitioned table: its partitions' guards fire next */
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+		ec_truncate_covers(RelationGetRelid(rel));
 	return PointerGetDatum(NULL);
 }

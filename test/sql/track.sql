@@ -191,7 +191,8 @@ SELECT ec_feed.track('trk_view');
 CREATE SEQUENCE trk_seq;
 SELECT ec_feed.track('trk_seq');
 \echo :LAST_ERROR_SQLSTATE
-CREATE TABLE trk_parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+-- (a partitioned table is tracked since 0.3.0, see partitions.sql; it too needs a key)
+CREATE TABLE trk_parted (id int) PARTITION BY RANGE (id);
 SELECT ec_feed.track('trk_parted');
 \echo :LAST_ERROR_SQLSTATE
 SELECT ec_feed.track('trk_no_such_table');
