@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/relscan.h"
@@ -422,9 +423,23 @@ op_text(FeedScan *fs, char op)
 }
 
 /*
+ * A varlena of the history row for the result: as it is when inline, even
+ * compressed (the result's reader decompresses it if it reads it at all);
+ * fetched from the history's TOAST table, still compressed if it was, when
+ * stored out of line, so that the result never points into that table.
+ */
+static Datum
+inline_value(Datum value)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+	return VARATT_IS_EXTERNAL(v) ? PointerGetDatum(detoast_external_attr(v)) : value;
+}
+
+/*
  * Add the change in the slot to the result. The history row's datums go in
- * as they are (tuplestore_putvalues copies them, inline or toasted alike), so
- * nothing is allocated per row unless a value must be detoasted.
+ * as they are (tuplestore_putvalues copies them), so nothing is allocated per
+ * row unless a value is stored out of line.
  */
 static void
 emit_change(FeedScan *fs, TupleTableSlot *slot)
@@ -448,12 +463,11 @@ emit_change(FeedScan *fs, TupleTableSlot *slot)
 	values[3] = values[6] = (Datum) 0;
 	if (!table_level)
 	{
-		values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot->tts_values[Anum_history_key - 1]));
-		values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot->tts_values[Anum_history_data - 1]));
+		values[3] = inline_value(slot->tts_values[Anum_history_key - 1]);
+		values[6] = inline_value(slot->tts_values[Anum_history_data - 1]);
 	}
 	nulls[7] = slot->tts_isnull[Anum_history_changed - 1];
-	values[7] = nulls[7] ? (Datum) 0 :
-		PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot->tts_values[Anum_history_changed - 1]));
+	values[7] = nulls[7] ? (Datum) 0 : inline_value(slot->tts_values[Anum_history_changed - 1]);
 	tuplestore_putvalues(fs->store, fs->desc, values, nulls);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(fs->row_context);
