@@ -91,25 +91,50 @@ get_uint(const uint8 *data, int nbytes)
 	return value;
 }
 
+/*
+ * Write data as base64url, no padding, to dst (room for (len * 4 + 2) / 3
+ * characters); len must be a multiple of 3 unless last. Returns the length.
+ */
+static int
+encode_b64url(char *dst, const uint8 *data, int len)
+{
+	char	   *out = dst;
+	int			i = 0;
+
+	for (; i + 3 <= len; i += 3)
+	{
+		uint32		acc = ((uint32) data[i] << 16) | ((uint32) data[i + 1] << 8) | data[i + 2];
+
+		*out++ = b64url[(acc >> 18) & 0x3F];
+		*out++ = b64url[(acc >> 12) & 0x3F];
+		*out++ = b64url[(acc >> 6) & 0x3F];
+		*out++ = b64url[acc & 0x3F];
+	}
+	if (len - i == 1)
+	{
+		*out++ = b64url[data[i] >> 2];
+		*out++ = b64url[(data[i] & 0x03) << 4];
+	}
+	else if (len - i == 2)
+	{
+		uint32		acc = ((uint32) data[i] << 8) | data[i + 1];
+
+		*out++ = b64url[(acc >> 10) & 0x3F];
+		*out++ = b64url[(acc >> 4) & 0x3F];
+		*out++ = b64url[(acc << 2) & 0x3F];
+	}
+	return out - dst;
+}
+
+#define B64URL_LEN(len)		(((len) * 4 + 2) / 3)
+
 /* Append data as base64url, no padding; len must be a multiple of 3 unless last. */
 static void
 append_b64url(StringInfo text, const uint8 *data, int len)
 {
-	int			bits = 0;
-	uint32		acc = 0;
-
-	for (int i = 0; i < len; i++)
-	{
-		acc = (acc << 8) | data[i];
-		bits += 8;
-		while (bits >= 6)
-		{
-			bits -= 6;
-			appendStringInfoCharMacro(text, b64url[(acc >> bits) & 0x3F]);
-		}
-	}
-	if (bits > 0)
-		appendStringInfoCharMacro(text, b64url[(acc << (6 - bits)) & 0x3F]);
+	enlargeStringInfo(text, B64URL_LEN(len));
+	text->len += encode_b64url(text->data + text->len, data, len);
+	text->data[text->len] = '\0';
 }
 
 /* The envelope's header: kind, format, system identifier, database. */
@@ -336,7 +361,8 @@ ec_cursor_encode(const EcCursor *cursor)
 /*
  * The rows of one delta have cursors that differ only in `last`, which comes
  * after both marks. Encode the marks once; per row only the tail is encoded
- * (the base64 of the prefix is reused up to its last whole 3-byte group).
+ * (the base64 of the prefix is reused up to its last whole 3-byte group),
+ * into one text buffer that every row rewrites: no allocation per row.
  */
 void
 ec_cursor_rows_begin(EcCursorRows *rows, const EcCursor *cursor)
@@ -346,23 +372,33 @@ ec_cursor_rows_begin(EcCursorRows *rows, const EcCursor *cursor)
 	put_cursor(&rows->raw, cursor, false);
 	rows->prefix_len = rows->raw.len;
 	rows->text_bytes = rows->prefix_len - rows->prefix_len % 3;
-	initStringInfo(&rows->prefix_text);
-	append_b64url(&rows->prefix_text, (uint8 *) rows->raw.data, rows->text_bytes);
+	/* the tail: the rest of the prefix, `last` and the check value */
+	rows->out = palloc(VARHDRSZ + B64URL_LEN(rows->raw.len + 2 + 10 + EC_CHECK_LEN));
+	rows->prefix_chars = encode_b64url(VARDATA(rows->out), (uint8 *) rows->raw.data,
+									   rows->text_bytes);
 }
 
-char *
+text *
 ec_cursor_rows_encode(EcCursorRows *rows, int64 last)
 {
-	StringInfoData text;
+	int			len;
 
 	rows->raw.len = rows->prefix_len;
 	ec_put_varint(&rows->raw, last);
 	put_uint(&rows->raw, check_value((uint8 *) rows->raw.data, rows->raw.len), EC_CHECK_LEN);
-	initStringInfo(&text);
-	appendBinaryStringInfo(&text, rows->prefix_text.data, rows->prefix_text.len);
-	append_b64url(&text, (uint8 *) rows->raw.data + rows->text_bytes,
-				  rows->raw.len - rows->text_bytes);
-	return text.data;
+	len = rows->prefix_chars +
+		encode_b64url(VARDATA(rows->out) + rows->prefix_chars,
+					  (uint8 *) rows->raw.data + rows->text_bytes,
+					  rows->raw.len - rows->text_bytes);
+	SET_VARSIZE(rows->out, VARHDRSZ + len);
+	return rows->out;
+}
+
+void
+ec_cursor_rows_end(EcCursorRows *rows)
+{
+	pfree(rows->raw.data);
+	pfree(rows->out);
 }
 
 void

@@ -179,12 +179,14 @@ typedef struct EcCursorRows
 {
 	StringInfoData raw;			/* sealed bytes up to `last` */
 	int			prefix_len;
-	int			text_bytes;		/* bytes of raw already in prefix_text */
-	StringInfoData prefix_text; /* their base64url */
+	int			text_bytes;		/* bytes of raw already in out */
+	int			prefix_chars;	/* their base64url, at the start of out's data */
+	text	   *out;			/* the last row's cursor, rewritten per row */
 } EcCursorRows;
 
 extern void ec_cursor_rows_begin(EcCursorRows *rows, const EcCursor *cursor);
-extern char *ec_cursor_rows_encode(EcCursorRows *rows, int64 last);
+extern text *ec_cursor_rows_encode(EcCursorRows *rows, int64 last);
+extern void ec_cursor_rows_end(EcCursorRows *rows);
 extern void ec_cursor_decode(const char *text, EcCursor *cursor);
 
 /*

@@ -175,6 +175,13 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	hashctl.hcxt = CurrentMemoryContext;
 	fs.allowed = hash_create("ec_feed readable tables", 16, &hashctl,
 							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	fs.last_relid = InvalidOid;
+	fs.last_allowed = false;
+	fs.op_texts[0] = CStringGetTextDatum("insert");
+	fs.op_texts[1] = CStringGetTextDatum("update");
+	fs.op_texts[2] = CStringGetTextDatum("delete");
+	fs.op_texts[3] = CStringGetTextDatum("truncate");
+	fs.op_texts[4] = CStringGetTextDatum("untrack");
 	fs.rels_given = !PG_ARGISNULL(2);
 	if (fs.rels_given)
 		check_rels(&fs, PG_GETARG_ARRAYTYPE_P(2));

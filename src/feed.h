@@ -67,6 +67,9 @@ typedef struct FeedScan
 	EcCursor   *cursor;
 	EcCursorRows row_cursors;	/* of the delta being read */
 	HTAB	   *allowed;		/* relid -> may the caller read it? */
+	Oid			last_relid;		/* the table rel_allowed() was last asked about */
+	bool		last_allowed;	/* and its answer, before the untrack exception */
+	Datum		op_texts[5];	/* the op column: insert, update, delete, truncate, untrack */
 	bool		rels_given;
 	Tuplestorestate *store;
 	TupleDesc	desc;

@@ -32,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/genam.h"
 #include "access/relation.h"
 #include "access/relscan.h"
@@ -93,16 +94,21 @@ static bool
 rel_allowed(FeedScan *fs, Oid relid, char op)
 {
 	bool		found;
-	AllowedRel *entry = hash_search(fs->allowed, &relid,
-									fs->rels_given ? HASH_FIND : HASH_ENTER, &found);
+	AllowedRel *entry;
 
-	if (fs->rels_given)
-		return found;
-	if (!found)
+	/* consecutive changes are mostly of one table: remember the last answer */
+	if (relid == fs->last_relid && OidIsValid(relid))
+		return fs->last_allowed || (op == EC_OP_UNTRACK && !fs->rels_given &&
+									!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)));
+	entry = hash_search(fs->allowed, &relid, fs->rels_given ? HASH_FIND : HASH_ENTER, &found);
+	if (!fs->rels_given && !found)
 		entry->allowed = caller_may_read(relid);
-	if (entry->allowed)
+	fs->last_relid = relid;
+	fs->last_allowed = fs->rels_given ? found : entry->allowed;
+	if (fs->last_allowed)
 		return true;
-	return op == EC_OP_UNTRACK && !SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
+	return op == EC_OP_UNTRACK && !fs->rels_given &&
+		!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
 }
 
 /*
@@ -395,54 +401,73 @@ find_candidates(FeedScan *fs, Candidates *c)
 	}
 }
 
-static text *
-op_text(char op)
+/* The op column's text; the texts are made once per read (feed.c). */
+static Datum
+op_text(FeedScan *fs, char op)
 {
 	switch (op)
 	{
 		case EC_OP_INSERT:
-			return cstring_to_text("insert");
+			return fs->op_texts[0];
 		case EC_OP_UPDATE:
-			return cstring_to_text("update");
+			return fs->op_texts[1];
 		case EC_OP_DELETE:
-			return cstring_to_text("delete");
+			return fs->op_texts[2];
 		case EC_OP_TRUNCATE:
-			return cstring_to_text("truncate");
+			return fs->op_texts[3];
 		case EC_OP_UNTRACK:
-			return cstring_to_text("untrack");
+			return fs->op_texts[4];
 	}
 	elog(ERROR, "unexpected op \"%c\" in ec_feed.history", op);
-	return NULL;				/* keep compiler quiet */
+	return (Datum) 0;			/* keep compiler quiet */
 }
 
+/*
+ * A varlena of the history row for the result: as it is when inline, even
+ * compressed (the result's reader decompresses it if it reads it at all);
+ * fetched from the history's TOAST table, still compressed if it was, when
+ * stored out of line, so that the result never points into that table.
+ */
+static Datum
+inline_value(Datum value)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+	return VARATT_IS_EXTERNAL(v) ? PointerGetDatum(detoast_external_attr(v)) : value;
+}
+
+/*
+ * Add the change in the slot to the result. The history row's datums go in
+ * as they are (tuplestore_putvalues copies them), so nothing is allocated per
+ * row unless a value is stored out of line.
+ */
 static void
 emit_change(FeedScan *fs, TupleTableSlot *slot)
 {
 	Datum		values[FEED_COLUMNS];
 	bool		nulls[FEED_COLUMNS] = {false};
-	bool		isnull;
 	MemoryContext old = MemoryContextSwitchTo(fs->row_context);
 	char		op;
 	bool		table_level;
 
-	op = DatumGetChar(slot_getattr(slot, Anum_history_op, &isnull));
-	values[0] = CStringGetTextDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
-	values[1] = PointerGetDatum(op_text(op));
-	values[2] = slot_getattr(slot, Anum_history_relid, &isnull);
-	values[4] = slot_getattr(slot, Anum_history_seq, &isnull);
-	values[5] = slot_getattr(slot, Anum_history_xid, &isnull);
+	slot_getsomeattrs(slot, Anum_history_changed);
+	op = DatumGetChar(slot->tts_values[Anum_history_op - 1]);
+	values[0] = PointerGetDatum(ec_cursor_rows_encode(&fs->row_cursors, fs->cursor->last));
+	values[1] = op_text(fs, op);
+	values[2] = slot->tts_values[Anum_history_relid - 1];
+	values[4] = slot->tts_values[Anum_history_seq - 1];
+	values[5] = slot->tts_values[Anum_history_xid - 1];
 	/* a truncate or untrack names no row: key and data NULL (stored as JSON null) */
 	table_level = op == EC_OP_TRUNCATE || op == EC_OP_UNTRACK;
 	nulls[3] = nulls[6] = table_level;
 	values[3] = values[6] = (Datum) 0;
 	if (!table_level)
 	{
-		values[3] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_key, &isnull)));
-		values[6] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(slot_getattr(slot, Anum_history_data, &isnull)));
+		values[3] = inline_value(slot->tts_values[Anum_history_key - 1]);
+		values[6] = inline_value(slot->tts_values[Anum_history_data - 1]);
 	}
-	values[7] = slot_getattr(slot, Anum_history_changed, &nulls[7]);
-	if (!nulls[7])
-		values[7] = PointerGetDatum(PG_DETOAST_DATUM_PACKED(values[7]));
+	nulls[7] = slot->tts_isnull[Anum_history_changed - 1];
+	values[7] = nulls[7] ? (Datum) 0 : inline_value(slot->tts_values[Anum_history_changed - 1]);
 	tuplestore_putvalues(fs->store, fs->desc, values, nulls);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(fs->row_context);
@@ -553,8 +578,7 @@ ec_scan_delta(FeedScan *fs, int64 limit, bool *drained)
 		}
 	}
 
-	pfree(fs->row_cursors.raw.data);
-	pfree(fs->row_cursors.prefix_text.data);
+	ec_cursor_rows_end(&fs->row_cursors);
 	*drained = binaryheap_empty(heap);
 	binaryheap_free(heap);
 	for (int i = 0; i < FEED_OPEN_SCANS; i++)
