@@ -12,7 +12,8 @@
 #   - ```json blocks must parse (after removing the "…" that stand for
 #     omitted members); an EC003 body's suggestion is one the server
 #     sends; the ec_feed.status() example has the keys the server's has;
-#   - every link inside the README goes to one of its headings or a file.
+#   - every link inside the README goes to one of its headings or a file;
+#   - every setting the library defines is in the README's settings table.
 # An HTML comment right before a block adjusts it, one directive per line:
 #   <!-- test        (or on one line: <!-- test: fresh -->)
 #   fresh                  no fixture, no ec_feed (CREATE EXTENSION blocks)
@@ -117,6 +118,24 @@ sub read_blocks
 		next if $link =~ m{^[a-z]+://};
 		if ($link =~ /^#(.+)$/) { ok($anchors{$1}, "README link $link goes to a heading"); }
 		else { ok(-e "$root/" . ($link =~ s/#.*//r), "README link $link names a file of the repository"); }
+	}
+}
+
+# every setting of the library is in the README's settings table
+{
+	open my $fh, '<', $readme or die "$readme: $!";
+	my $text = do { local $/; <$fh> };
+	close $fh;
+	my $node0 = PostgreSQL::Test::Cluster->new('settings');
+	$node0->init;
+	$node0->start;
+	my @gucs = split /\n/, $node0->safe_psql('postgres',
+		"LOAD 'ec_feed'; SELECT name FROM pg_settings WHERE name LIKE 'ec\\_feed.%' ORDER BY name");
+	$node0->stop;
+	cmp_ok(scalar @gucs, '>=', 7, 'the library defines its settings');
+	for my $g (@gucs)
+	{
+		like($text, qr/^\| `\Q$g\E` \|/m, "README: setting $g is in the settings table");
 	}
 }
 
