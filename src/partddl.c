@@ -14,7 +14,8 @@
  *   tracked on its own.
  * - CREATE TABLE ... PARTITION OF, ATTACH PARTITION: ec_feed.
  *   _partition_ddl_end(), at ddl_command_end, gives the new partitions the
- *   TRUNCATE guard (a statement trigger, which PostgreSQL does not clone),
+ *   TRUNCATE guard (a statement trigger, which PostgreSQL does not clone;
+ *   ENABLE ALWAYS, as on the parent, so that it fires on a subscriber too),
  *   and every row of an attached table a fresh version through an UPDATE
  *   that the row triggers (cloned to it by the ATTACH) stamp and record, as
  *   an insert. A table whose own triggers would fire for that UPDATE is
