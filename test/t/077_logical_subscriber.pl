@@ -249,6 +249,14 @@ is($sub->safe_psql('lr_upgrade',
 is($sub->safe_psql('lr_upgrade',
 	"SELECT history_since FROM ec_feed.tracked_rel WHERE relid = 'up_p'::regclass"),
 	$since_p, 'a new partition left history_since alone');
+# an attached partition's guard too (the ALTER TABLE moves history_since anyway)
+$sub->safe_psql('lr_upgrade', q{
+CREATE TABLE up_p3 (id int PRIMARY KEY, v text, ec_version bigint NOT NULL, ec_xid xid8 NOT NULL);
+ALTER TABLE up_p ATTACH PARTITION up_p3 FOR VALUES FROM (20) TO (30);
+});
+is($sub->safe_psql('lr_upgrade',
+	"SELECT tgenabled FROM pg_trigger WHERE tgname = 'zz_ec_feed_truncate_guard' AND tgrelid = 'up_p3'::regclass"),
+	'A', "an attached partition's guard fires always");
 is($sub->safe_psql('lr_upgrade',
 	"SELECT evtenabled FROM pg_event_trigger WHERE evtname = 'ec_feed_schema_changed'"),
 	'O', 'the schema-change event trigger is enabled again');
