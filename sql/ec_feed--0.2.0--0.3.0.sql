@@ -1636,3 +1636,80 @@ BEGIN
 							   WHERE c.classid = 'pg_class'::regclass));
 END;
 $$;
+
+------------------------------------------------------------------------
+-- logical replication subscribers: TRUNCATE
+------------------------------------------------------------------------
+
+-- The TRUNCATE guard fires in every session_replication_role (ENABLE
+-- ALWAYS), like the row triggers: on a subscriber the apply worker runs as
+-- replica, and a TRUNCATE it replicates is recorded (op truncate), never
+-- refused (src/track.c). track() calls _partition_guards(rel, true) right
+-- after it created the table's own guard: that now sets the table's guard
+-- and every partition's to fire always (partitions created or attached
+-- later get theirs in src/partddl.c). A guard disabled or set to one role
+-- by hand is set back, as track() does with the stamp trigger.
+CREATE OR REPLACE FUNCTION ec_feed._partition_guards(rel regclass, add boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	p regclass;
+	has boolean;
+BEGIN
+	FOR p IN SELECT x.p FROM ec_feed._partitions(rel) AS x(p) LOOP
+		has := EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = p
+					   AND g.tgname = 'zz_ec_feed_truncate_guard');
+		IF add AND NOT has THEN
+			EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
+						   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', p);
+		ELSIF NOT add AND has THEN
+			EXECUTE format('DROP TRIGGER zz_ec_feed_truncate_guard ON %s', p);
+		END IF;
+	END LOOP;
+	IF add THEN
+		-- also when session_replication_role = replica (logical replication apply)
+		FOR p IN SELECT g.tgrelid::regclass FROM pg_trigger g
+				 WHERE g.tgrelid IN (SELECT rel UNION ALL SELECT x.p FROM ec_feed._partitions(rel) AS x(p))
+				   AND g.tgname = 'zz_ec_feed_truncate_guard' AND g.tgenabled <> 'A'
+				 ORDER BY 1 LOOP
+			EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_truncate_guard', p);
+		END LOOP;
+	END IF;
+END;
+$$;
+COMMENT ON FUNCTION ec_feed._partition_guards(regclass, boolean) IS
+'Internal (track, untrack, untrack_all): puts the TRUNCATE guard on every partition below a partitioned table, or removes it; when it puts them, it makes them and the table''s own guard fire in every session_replication_role.';
+
+COMMENT ON FUNCTION ec_feed.truncate_guard() IS
+'Trigger function of zz_ec_feed_truncate_guard: refuses TRUNCATE of a tracked table unless its owner set ec_feed.allow_truncate; an allowed TRUNCATE is recorded as one change with op truncate, and so is a replicated one (session_replication_role = replica, e.g. on a logical replication subscriber), which is never refused.';
+
+-- The guards of the tables tracked before this version fire on origin
+-- only: set to fire always too. ec_feed_schema_changed is held back
+-- meanwhile: it would move each table's history_since, though no change of
+-- theirs goes unrecorded by this.
+DO $$
+DECLARE
+	g record;
+	schema_changed "char";
+BEGIN
+	SELECT e.evtenabled INTO schema_changed FROM pg_catalog.pg_event_trigger e
+	WHERE e.evtname OPERATOR(pg_catalog.=) 'ec_feed_schema_changed';
+	IF schema_changed IS DISTINCT FROM 'D' THEN
+		ALTER EVENT TRIGGER ec_feed_schema_changed DISABLE;
+	END IF;
+	FOR g IN SELECT t.tgrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_trigger t
+			 WHERE t.tgname OPERATOR(pg_catalog.=) 'zz_ec_feed_truncate_guard'
+			   AND t.tgfoid OPERATOR(pg_catalog.=) 'ec_feed.truncate_guard()'::pg_catalog.regprocedure
+			   AND t.tgenabled OPERATOR(pg_catalog.=) 'O'
+			 ORDER BY t.tgrelid LOOP
+		EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_truncate_guard', g.rel);
+	END LOOP;
+	IF schema_changed = 'O' THEN
+		ALTER EVENT TRIGGER ec_feed_schema_changed ENABLE;
+	ELSIF schema_changed = 'R' THEN
+		ALTER EVENT TRIGGER ec_feed_schema_changed ENABLE REPLICA;
+	ELSIF schema_changed = 'A' THEN
+		ALTER EVENT TRIGGER ec_feed_schema_changed ENABLE ALWAYS;
+	END IF;
+END;
+$$;

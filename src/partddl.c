@@ -14,7 +14,8 @@
  *   tracked on its own.
  * - CREATE TABLE ... PARTITION OF, ATTACH PARTITION: ec_feed.
  *   _partition_ddl_end(), at ddl_command_end, gives the new partitions the
- *   TRUNCATE guard (a statement trigger, which PostgreSQL does not clone),
+ *   TRUNCATE guard (a statement trigger, which PostgreSQL does not clone;
+ *   ENABLE ALWAYS, as on the parent, so that it fires on a subscriber too),
  *   and every row of an attached table a fresh version through an UPDATE
  *   that the row triggers (cloned to it by the ATTACH) stamp and record, as
  *   an insert. A table whose own triggers would fire for that UPDATE is
@@ -25,11 +26,14 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
 #include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
@@ -46,6 +50,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
@@ -358,6 +363,49 @@ stamp_attached(Oid leafid)
 	AtEOXact_GUC(true, nestlevel);
 }
 
+/*
+ * The guard just created on relid fires in every session_replication_role,
+ * as track() sets it up (see track.c): a TRUNCATE replicated to this
+ * partition is recorded. Set in the catalog here, as ALTER TABLE ... ENABLE
+ * ALWAYS TRIGGER does, but without that command: its event trigger
+ * (ec_feed._schema_changed) would move the tracked table's history_since,
+ * though no change goes unrecorded.
+ */
+static void
+guard_fires_always(Oid relid)
+{
+	Relation	tgrel = table_open(TriggerRelationId, RowExclusiveLock);
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tuple;
+
+	/* the CREATE TRIGGER that SPI just ran */
+	CommandCounterIncrement();
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber, F_NAMEEQ,
+				CStringGetDatum(EC_TRUNCATE_TRIGGER));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true, NULL, 2, keys);
+	tuple = systable_getnext(scan);
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "trigger %s of relation %u not found", EC_TRUNCATE_TRIGGER, relid);
+	if (((Form_pg_trigger) GETSTRUCT(tuple))->tgenabled != TRIGGER_FIRES_ALWAYS)
+	{
+		HeapTuple	copy = heap_copytuple(tuple);
+		Form_pg_trigger form = (Form_pg_trigger) GETSTRUCT(copy);
+
+		form->tgenabled = TRIGGER_FIRES_ALWAYS;
+		CatalogTupleUpdate(tgrel, &copy->t_self, copy);
+		InvokeObjectPostAlterHook(TriggerRelationId, form->oid, 0);
+		/* the relcache entry's trigger list carries tgenabled */
+		CacheInvalidateRelcacheByRelid(relid);
+		heap_freetuple(copy);
+	}
+	systable_endscan(scan);
+	table_close(tgrel, RowExclusiveLock);
+	CommandCounterIncrement();
+}
+
 /* Every partition under relid gets the TRUNCATE guard; attached rows a version. */
 static void
 partition_joins(Oid relid, bool attach)
@@ -372,9 +420,12 @@ partition_joins(Oid relid, bool attach)
 													  get_rel_name(member));
 
 		if (!OidIsValid(get_trigger_oid(member, EC_TRUNCATE_TRIGGER, true)))
+		{
 			run_sql(psprintf("CREATE TRIGGER %s BEFORE TRUNCATE ON %s "
 							 "FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()",
 							 EC_TRUNCATE_TRIGGER, name));
+			guard_fires_always(member);
+		}
 		if (attach && get_rel_relkind(member) == RELKIND_RELATION)
 			stamp_attached(member);
 	}

@@ -32,7 +32,10 @@
  * zz_ec_feed_truncate_guard (BEFORE TRUNCATE, statement) refuses TRUNCATE
  * unless ec_feed.allow_truncate is on and the caller owns the table; then it
  * records the TRUNCATE as one table-level change (record_truncate), which a
- * consumer that does not know op "truncate" would not follow.
+ * consumer that does not know op "truncate" would not follow. Like the row
+ * triggers it fires in every session_replication_role (ENABLE ALWAYS): on a
+ * logical replication subscriber it records a replicated TRUNCATE and never
+ * refuses it.
  *
  * The history records only versions the stamp trigger drew. Row triggers
  * fire in name order, so a table's own BEFORE row trigger named after
@@ -703,6 +706,7 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = check_trigger_call(fcinfo, "ec_feed.truncate_guard");
 	Relation	rel = trigdata->tg_relation;
 	Oid			root;
+	bool		replicated;
 
 	/* it records a change of the feed: only as the trigger track() creates */
 	if (!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event) ||
@@ -727,7 +731,20 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);
 	}
 
-	if (!allow_truncate)
+	/*
+	 * A replicated TRUNCATE (session_replication_role = replica: the apply
+	 * worker of a subscription, or another replication tool's) already
+	 * happened at the origin: refused here, it would only stop the
+	 * replication (the worker retries the same transaction forever) and, let
+	 * through unrecorded, leave every consumer of this server's feed with
+	 * rows that are gone. So it is recorded, never refused. The role alone
+	 * decides, not IsLogicalWorker(): other replication tools apply in that
+	 * role too, and setting it takes a superuser (or a role granted SET on
+	 * it), who could drop this guard anyway.
+	 */
+	replicated = SessionReplicationRole == SESSION_REPLICATION_ROLE_REPLICA;
+
+	if (!replicated && !allow_truncate)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot truncate table \"%s\" tracked by ec_feed",
@@ -740,7 +757,7 @@ ec_feed_truncate_guard(PG_FUNCTION_ARGS)
 	 * guard anyway (untrack, DROP TRIGGER); a role that was merely granted
 	 * TRUNCATE must not overrule what the owner set up for the consumers.
 	 */
-	if (!has_privs_of_role(GetUserId(), rel->rd_rel->relowner))
+	if (!replicated && !has_privs_of_role(GetUserId(), rel->rd_rel->relowner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("cannot truncate table \"%s\" tracked by ec_feed",
