@@ -24,6 +24,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
@@ -40,7 +41,50 @@
 #include "token.h"
 #include "visibility.h"
 
-/* The rels argument: every table must be tracked with history and readable. */
+/*
+ * Does the history retain a change of table relid? One descent of the
+ * (relid, seq) index of each segment. A table that left the feed (untracked,
+ * dropped, history switched off) keeps its changes there until pruned.
+ */
+static bool
+history_retained(Oid relid)
+{
+	const EcSegmentList *segments = ec_segments();
+	bool		found = false;
+
+	for (int i = 0; i < segments->n && !found; i++)
+	{
+		const EcSegment *seg = &segments->segs[i];
+		Relation	hist;
+		ScanKeyData key;
+		SysScanDesc scan;
+		Snapshot	snapshot;
+
+		if (!OidIsValid(seg->relid))
+			continue;
+		hist = try_relation_open(seg->relid, AccessShareLock);
+		if (hist == NULL)
+			continue;			/* pruned meanwhile */
+		ScanKeyInit(&key, Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(relid));
+		snapshot = RegisterSnapshot(GetLatestSnapshot());
+		scan = systable_beginscan(hist, seg->rel_index, OidIsValid(seg->rel_index),
+								  snapshot, 1, &key);
+		found = HeapTupleIsValid(systable_getnext(scan));
+		systable_endscan(scan);
+		UnregisterSnapshot(snapshot);
+		relation_close(hist, AccessShareLock);
+	}
+	return found;
+}
+
+/*
+ * The rels argument: every table must be tracked with history and readable,
+ * or have left the feed with changes still retained (untracked, dropped,
+ * history switched off): those are read up to their untrack entry. A name
+ * with no retained change is an error, so that a typo does not read as an
+ * empty feed.
+ */
 static void
 check_rels(FeedScan *fs, ArrayType *rels)
 {
@@ -54,8 +98,10 @@ check_rels(FeedScan *fs, ArrayType *rels)
 	{
 		Oid			relid;
 		Relation	rel;
-		bool		tracked;
-		bool		history;
+		bool		tracked = false;
+		bool		history = false;
+		bool		exists;
+		AllowedRel *entry;
 
 		if (nulls[i])
 			ereport(ERROR,
@@ -64,30 +110,46 @@ check_rels(FeedScan *fs, ArrayType *rels)
 					 errdetail("Each element of rels names a table whose changes to return."),
 					 errhint("Pass the tables to read, or NULL for every table you may read.")));
 		relid = DatumGetObjectId(elems[i]);
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("relation with OID %u does not exist", relid),
-					 errdetail("rels names a table that was dropped, or an OID that is not a table's."),
-					 errhint("Pass tables that exist.")));
-		rel = relation_open(relid, AccessShareLock);
-		tracked = ec_rel_tracked(rel, &history);
-		/* a partition's changes are recorded under its tracked parent */
-		if (tracked)
-			ec_refuse_partition(rel);
-		relation_close(rel, AccessShareLock);
-		if (!tracked)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),
-					 errdetail("Only tables tracked by ec_feed have a change feed."),
-					 errhint("Call ec_feed.track() on the table first.")));
-		if (!history)
+		exists = SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
+		if (exists)
+		{
+			rel = relation_open(relid, AccessShareLock);
+			tracked = ec_rel_tracked(rel, &history);
+			/* a partition's changes are recorded under its tracked parent */
+			if (tracked)
+				ec_refuse_partition(rel);
+			relation_close(rel, AccessShareLock);
+		}
+		if (!(tracked && history) && !history_retained(relid))
+		{
+			if (!exists)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("relation with OID %u does not exist", relid),
+						 errdetail("rels names a table that was dropped, or an OID that is not a table's."),
+						 errhint("Pass tables that exist.")));
+			if (!tracked)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("table \"%s\" is not tracked", get_rel_name(relid)),
+						 errdetail("Only tables tracked by ec_feed have a change feed."),
+						 errhint("Call ec_feed.track() on the table first.")));
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("table \"%s\" is tracked without history", get_rel_name(relid)),
 					 errdetail("ec_feed.track() was called with history => false, so no changes are recorded."),
 					 errhint("Call ec_feed.track() with history => true.")));
+		}
+		entry = hash_search(fs->allowed, &relid, HASH_ENTER, NULL);
+		if (!exists)
+		{
+			/*
+			 * A dropped table: its untrack entry to every caller, its other
+			 * changes by the rule of rels NULL (rel_allowed, feedscan.c).
+			 */
+			entry->allowed = ec_caller_may_read(relid);
+			continue;
+		}
 		if (!ec_caller_may_use_schema(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -107,7 +169,7 @@ check_rels(FeedScan *fs, ArrayType *rels)
 					 errmsg("table \"%s\" has row-level security enabled", get_rel_name(relid)),
 					 errdetail("The feed returns whole rows, which row-level security policies would filter."),
 					 errhint("Read the feed as a role that bypasses row-level security, or leave the table out of rels.")));
-		hash_search(fs->allowed, &relid, HASH_ENTER, NULL);
+		entry->allowed = true;
 	}
 }
 
@@ -116,6 +178,17 @@ static bool
 transactions_ended(void *arg)
 {
 	return ShmemVariableCache->xactCompletionCount != *(uint64 *) arg;
+}
+
+/* Copy a mark's list of open transactions into the current memory context. */
+static void
+copy_mark(EcMark *mark)
+{
+	uint64	   *xip = palloc(sizeof(uint64) * Max(mark->nxip, 1));
+
+	if (mark->nxip > 0)
+		memcpy(xip, mark->xip, sizeof(uint64) * mark->nxip);
+	mark->xip = xip;
 }
 
 PG_FUNCTION_INFO_V1(ec_feed_read);
@@ -139,6 +212,8 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	uint64		horizon;
 	int64		pruned_version;
+	MemoryContext look_context;
+	MemoryContext call_context;
 	Datum		values[FEED_COLUMNS];
 	bool		nulls[FEED_COLUMNS];
 
@@ -214,6 +289,17 @@ ec_feed_read(PG_FUNCTION_ARGS)
 	else
 		ec_check_retained(&cursor, horizon);
 
+	/*
+	 * Each look for new changes (the first, and one per wake-up of a wait)
+	 * takes a mark and scans in a context of its own; a wake-up starts a new
+	 * one holding only the cursor's marks, so that a long wait's memory does
+	 * not grow with the transactions ending around it.
+	 */
+	call_context = CurrentMemoryContext;
+	look_context = AllocSetContextCreate(call_context, "ec_feed read look",
+										 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(look_context);
+
 	for (;;)
 	{
 		/* read before the mark: a transaction ending after it wakes the wait */
@@ -280,7 +366,21 @@ ec_feed_read(PG_FUNCTION_ARGS)
 			!ec_wait_until(transactions_ended, &completions, remaining, 5, &waited_ms))
 			break;
 		took_mark = false;
+
+		/* a new look: keep the cursor's marks, drop the rest of the last one */
+		{
+			MemoryContext next = AllocSetContextCreate(call_context, "ec_feed read look",
+													   ALLOCSET_DEFAULT_SIZES);
+
+			MemoryContextSwitchTo(next);
+			copy_mark(&cursor.prev);
+			if (cursor.pending)
+				copy_mark(&cursor.cur);
+			MemoryContextDelete(look_context);
+			look_context = next;
+		}
 	}
+	MemoryContextSwitchTo(call_context);
 
 	ec_feed_close_segments(&fs);
 	if (ec_maintenance_due())

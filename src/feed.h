@@ -62,6 +62,7 @@ typedef struct FeedScan
 {
 	FeedSegment *segs;			/* every segment, opened after the newest mark */
 	int			nsegs;
+	int			segs_size;		/* allocated entries of segs and seg_ids */
 	int64	   *seg_ids;
 	Snapshot	snapshot;		/* taken after cur */
 	EcCursor   *cursor;
@@ -69,6 +70,7 @@ typedef struct FeedScan
 	HTAB	   *allowed;		/* relid -> may the caller read it? */
 	Oid			last_relid;		/* the table rel_allowed() was last asked about */
 	bool		last_allowed;	/* and its answer, before the untrack exception */
+	bool		last_named;		/* rels NULL, or that table is in rels */
 	Datum		op_texts[5];	/* the op column: insert, update, delete, truncate, untrack */
 	bool		rels_given;
 	Tuplestorestate *store;
@@ -106,6 +108,7 @@ ec_mark_sees(const EcMark *mark, uint64 xid)
 
 /* feedscan.c */
 extern bool ec_caller_may_use_schema(Oid relid);
+extern bool ec_caller_may_read(Oid relid);
 extern void ec_feed_open_segments(FeedScan *fs);
 extern void ec_feed_close_segments(FeedScan *fs);
 extern int64 ec_scan_delta(FeedScan *fs, int64 limit, bool *drained);

@@ -74,8 +74,8 @@ ec_caller_may_use_schema(Oid relid)
  * changes are ec_feed's own record, readable by the roles that have the
  * privileges of the extension's owner (superusers too), as the history table.
  */
-static bool
-caller_may_read(Oid relid)
+bool
+ec_caller_may_read(Oid relid)
 {
 	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
 		return has_privs_of_role(GetUserId(), ec_extension_owner());
@@ -86,9 +86,11 @@ caller_may_read(Oid relid)
 
 /*
  * Does the caller get this change? With rels, of the tables named; else of
- * the tables the caller may read, and every table's drop: a dropped table's
- * untrack entry (table-level, no data) tells every consumer that copied it
- * that it is gone, which no privilege could tell any more.
+ * the tables the caller may read. Either way, a dropped table's untrack entry
+ * (table-level, no data) goes to every caller: it tells every consumer that
+ * copied the table that it is gone, which no privilege could tell any more.
+ * (rels may name a table that left the feed, see feed.c: it is entered with
+ * the answer of ec_caller_may_read().)
  */
 static bool
 rel_allowed(FeedScan *fs, Oid relid, char op)
@@ -97,17 +99,18 @@ rel_allowed(FeedScan *fs, Oid relid, char op)
 	AllowedRel *entry;
 
 	/* consecutive changes are mostly of one table: remember the last answer */
-	if (relid == fs->last_relid && OidIsValid(relid))
-		return fs->last_allowed || (op == EC_OP_UNTRACK && !fs->rels_given &&
-									!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)));
-	entry = hash_search(fs->allowed, &relid, fs->rels_given ? HASH_FIND : HASH_ENTER, &found);
-	if (!fs->rels_given && !found)
-		entry->allowed = caller_may_read(relid);
-	fs->last_relid = relid;
-	fs->last_allowed = fs->rels_given ? found : entry->allowed;
+	if (relid != fs->last_relid || !OidIsValid(relid))
+	{
+		entry = hash_search(fs->allowed, &relid, fs->rels_given ? HASH_FIND : HASH_ENTER, &found);
+		if (!fs->rels_given && !found)
+			entry->allowed = ec_caller_may_read(relid);
+		fs->last_relid = relid;
+		fs->last_named = found || !fs->rels_given;
+		fs->last_allowed = found || !fs->rels_given ? entry->allowed : false;
+	}
 	if (fs->last_allowed)
 		return true;
-	return op == EC_OP_UNTRACK && !fs->rels_given &&
+	return op == EC_OP_UNTRACK && fs->last_named &&
 		!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid));
 }
 
@@ -122,10 +125,19 @@ ec_feed_open_segments(FeedScan *fs)
 {
 	const EcSegmentList *list = ec_segments();
 
-	fs->segs = fs->segs == NULL ? palloc0(sizeof(FeedSegment) * list->n) :
-		repalloc(fs->segs, sizeof(FeedSegment) * (fs->nsegs + list->n));
-	fs->seg_ids = fs->seg_ids == NULL ? palloc0(sizeof(int64) * list->n) :
-		repalloc(fs->seg_ids, sizeof(int64) * (fs->nsegs + list->n));
+	/* grown only for segments not open yet: a waiting read calls this per look */
+	if (fs->segs == NULL)
+	{
+		fs->segs_size = Max(list->n, 1);
+		fs->segs = palloc0(sizeof(FeedSegment) * fs->segs_size);
+		fs->seg_ids = palloc0(sizeof(int64) * fs->segs_size);
+	}
+	else if (fs->segs_size < fs->nsegs + list->n)
+	{
+		fs->segs_size = fs->nsegs + list->n;
+		fs->segs = repalloc(fs->segs, sizeof(FeedSegment) * fs->segs_size);
+		fs->seg_ids = repalloc(fs->seg_ids, sizeof(int64) * fs->segs_size);
+	}
 	for (int i = 0; i < list->n; i++)
 	{
 		const EcSegment *seg = &list->segs[i];

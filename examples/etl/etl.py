@@ -243,9 +243,11 @@ class Consumer:
                     self.start_copy()
 
     def read(self, cursor, live):
-        """A page of the feed of the tables in `live`.  When one of them has
-        been untracked or dropped after `cursor`, `rels` cannot name it
-        (55000, 42P01): read every table until its untrack row is passed.
+        """A page of the feed of the tables in `live`.  One untracked or
+        dropped after `cursor` is still read through `rels` up to its
+        untrack row (ec_feed 0.3.0: while its changes are retained, which
+        this consumer's registration ensures).  Where `rels` cannot name it
+        (55000, 42P01: a source before 0.3.0), read every table instead.
         Only plain columns: read waits (wait_ms) only in a statement that does
         nothing else, so `rel` comes as is, in binary (its OID)."""
         q = ("SELECT cursor, op, rel, key, version, data FROM ec_feed.read(%s, %s,"
