@@ -1313,121 +1313,9 @@ $$;
 COMMENT ON FUNCTION ec_feed._partition_guards(regclass, boolean) IS
 'Internal (track, untrack, untrack_all): puts the TRUNCATE guard on every partition below a partitioned table, or removes it.';
 
-CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
-RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	keys name[];
-	kind "char";
-	immediate boolean;
-	nondet name;
-BEGIN
-	IF rel IS NULL THEN
-		RAISE EXCEPTION 'rel must not be NULL'
-			USING ERRCODE = 'null_value_not_allowed',
-				  DETAIL = 'ec_feed.track() needs the table to track.',
-				  HINT = 'Pass the table, e.g. ec_feed.track(''items'').';
-	END IF;
-	SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = rel;
-	IF kind IS DISTINCT FROM 'r' AND kind IS DISTINCT FROM 'p' THEN
-		RAISE EXCEPTION 'cannot track "%"', rel
-			USING ERRCODE = 'wrong_object_type',
-				  DETAIL = 'Only ordinary and partitioned tables can be tracked.',
-				  HINT = 'Track the table that stores the rows.';
-	END IF;
-	PERFORM ec_feed._check_owner(rel);
-	-- a partitioned table is tracked with every partition below it; a
-	-- partition of a tracked tree is not tracked on its own, nor is a tree
-	-- one of whose partitions is (the feed would name a row twice); in a
-	-- function of its own, so that the lines of this one (shown in the
-	-- CONTEXT of its errors) stay where 0.2.0 had them
-	PERFORM ec_feed._check_partitioning(rel, kind);
-
-	SELECT array_agg(a.attname ORDER BY k.ord), bool_and(i.indimmediate),
-		   min(a.attname) FILTER (WHERE NOT co.collisdeterministic)
-	INTO keys, immediate, nondet
-	FROM pg_index i
-	CROSS JOIN LATERAL unnest(i.indkey, i.indcollation) WITH ORDINALITY AS k(attnum, coll, ord)
-	JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-	LEFT JOIN pg_collation co ON co.oid = k.coll
-	WHERE i.indrelid = rel AND i.indisprimary AND k.ord <= i.indnkeyatts;
-	IF keys IS NULL THEN
-		RAISE EXCEPTION 'table "%" has no primary key', rel
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'The feed, tokens and conditional writes identify rows by their primary key.',
-				  HINT = 'Add a primary key, then call ec_feed.track() again.';
-	END IF;
-	-- PostgreSQL does not treat a deferrable key as the table's identity
-	-- (the row triggers would find no primary key)
-	IF NOT immediate THEN
-		RAISE EXCEPTION 'the primary key of "%" is deferrable', rel
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'ec_feed identifies rows by a primary key that is checked immediately; a DEFERRABLE one may hold duplicates until commit.',
-				  HINT = 'Recreate the primary key without DEFERRABLE, then call ec_feed.track() again.';
-	END IF;
-	-- keys are compared as JSON text (history, tokens, the re-insert check):
-	-- two keys one collation calls equal would be two rows there
-	IF nondet IS NOT NULL THEN
-		RAISE EXCEPTION 'primary key column "%" of "%" has a nondeterministic collation', nondet, rel
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'ec_feed compares keys by their exact text; a nondeterministic (e.g. case-insensitive) collation lets different texts be the same key.',
-				  HINT = 'Give the key column a deterministic collation (e.g. COLLATE "C"), then call ec_feed.track() again.';
-	END IF;
-	IF keys && ARRAY['ec_version', 'ec_xid']::name[] THEN
-		RAISE EXCEPTION 'the primary key of "%" uses a managed column', rel
-			USING ERRCODE = 'object_not_in_prerequisite_state',
-				  DETAIL = 'ec_version and ec_xid are written by ec_feed and cannot be part of the key.',
-				  HINT = 'Use a primary key of other columns.';
-	END IF;
-
-	-- rows get versions no token read before can name: renumbered, or, when
-	-- the column is new, one fresh version for all (a constant: no rewrite)
-	PERFORM ec_feed._renumber_tree(rel, kind);
-	PERFORM ec_feed._add_managed_column(rel, 'ec_version', 'bigint'::regtype, ec_feed._draw_version()::text);
-	PERFORM ec_feed._add_managed_column(rel, 'ec_xid', 'xid8'::regtype, '0');
-
-	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp') THEN
-		EXECUTE format('CREATE TRIGGER zz_ec_feed_stamp BEFORE INSERT OR UPDATE OR DELETE ON %s '
-					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.stamp()', rel);
-		-- also when session_replication_role = replica (logical replication apply)
-		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
-	ELSIF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_stamp'
-				  AND tgenabled <> 'A') THEN
-		-- disabled or set to fire in one replication role by hand: every write
-		-- must be stamped again (the rows were renumbered above)
-		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_stamp', rel);
-	END IF;
-	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_truncate_guard') THEN
-		EXECUTE format('CREATE TRIGGER zz_ec_feed_truncate_guard BEFORE TRUNCATE ON %s '
-					   'FOR EACH STATEMENT EXECUTE FUNCTION ec_feed.truncate_guard()', rel);
-	END IF;
-	-- statement triggers are not cloned: each partition gets its own guard
-	-- (CREATE TRIGGER and ENABLE ALWAYS of the row triggers reach the clones)
-	PERFORM ec_feed._partition_guards(rel, true);
-	IF history AND NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
-		EXECUTE format('CREATE TRIGGER zz_ec_feed_record AFTER INSERT OR UPDATE OR DELETE ON %s '
-					   'FOR EACH ROW EXECUTE FUNCTION ec_feed.record()', rel);
-		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
-	ELSIF history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record'
-							  AND tgenabled <> 'A') THEN
-		EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER zz_ec_feed_record', rel);
-	ELSIF NOT history AND EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'zz_ec_feed_record') THEN
-		EXECUTE format('DROP TRIGGER zz_ec_feed_record ON %s', rel);
-	END IF;
-
-	-- history_since (a fresh version, drawn now: CREATE TRIGGER has locked
-	-- out every writer) is new for a new registration (after _renumber too)
-	-- and when history is switched on; changes before it were not recorded
-	INSERT INTO ec_feed.tracked_rel AS t (relid, key_columns, history)
-	VALUES (rel, keys, history)
-	ON CONFLICT (relid) DO UPDATE
-		SET key_columns = excluded.key_columns, history = excluded.history,
-			history_since = CASE WHEN excluded.history AND NOT t.history
-								 THEN excluded.history_since ELSE t.history_since END
-		WHERE (t.key_columns, t.history) IS DISTINCT FROM (excluded.key_columns, excluded.history);
-END;
-$$;
+-- track(): the partitioned tables' version, with the untrack record of
+-- history switched off, is defined once, in the section "the feed's edges"
+-- below.
 
 -- The schema section's body, plus: the partitions' TRUNCATE guards go too
 -- (the row triggers' clones go with the parent's triggers; the managed
@@ -1719,8 +1607,10 @@ $$;
 -- A table whose history is switched off leaves the feed as by untrack():
 -- consumers get a change with op untrack (ec_feed._record_untrack, which
 -- takes ACCESS EXCLUSIVE first, as untrack() does, and records only while
--- the table records history). The partitioned tables section's body, plus
--- that one statement, put where the lines of the errors below it stay.
+-- the table records history). The one definition of track() in 0.3.0:
+-- 0.2.0's body, plus the partitioned tables' checks (_check_partitioning,
+-- _partition_guards) and that one statement, put where the lines of the
+-- errors below it stay.
 CREATE OR REPLACE FUNCTION ec_feed.track(rel regclass, history boolean DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
