@@ -3,7 +3,8 @@
 -- now it compares integers. The readers of one key's changes (conditional
 -- writes; the check that orders an insert after a concurrent delete)
 -- compare the key of each entry the hash finds, and still read a key index
--- of the layout before 0.3.0 (segment 0 keeps it, see the upgrade script).
+-- of the layout before 0.3.0 (segment 0 of an installation updated with
+-- tracked tables keeps it, see the upgrade scripts).
 --
 -- In a database of its own: it rotates the history, so that the writes go
 -- to a segment made by _create_segment() (the other tests read
@@ -15,6 +16,21 @@ SET client_min_messages = warning;
 CREATE EXTENSION ec_feed;
 RESET client_min_messages;
 \set VERBOSITY default
+
+-- segment 0 of a new install (0.4.0) has the hash too: a key whose jsonb is
+-- above btree's largest entry (a 1,440-byte bytea: 2,892 bytes as jsonb text)
+-- is recorded from the first write, not only after the first rotation
+SELECT pg_get_indexdef('ec_feed.history_rel_key_idx'::regclass);
+CREATE TABLE kh_big0 (k bytea PRIMARY KEY, v int);
+SELECT ec_feed.track('kh_big0');
+INSERT INTO kh_big0 SELECT decode(string_agg(md5(g::text), ''), 'hex'), 1 FROM generate_series(1, 90) g;
+SELECT ec_feed.row_token(b) AS tbig FROM kh_big0 b \gset
+UPDATE kh_big0 SET v = 2;
+SELECT op, length(key::text) AS key_jsonb_bytes FROM ec_feed.history
+WHERE relid = 'kh_big0'::regclass ORDER BY seq;
+-- a stale token of it conflicts on v (its history is found through the hash)
+SELECT status, current->>'v' AS v FROM ec_feed.update_if('kh_big0', (SELECT key FROM ec_feed.history WHERE relid = 'kh_big0'::regclass LIMIT 1), :'tbig', '{"v":3}');
+
 SET ec_feed.segment_rows = 1;
 CREATE TABLE kh_rot (id int PRIMARY KEY);
 SELECT ec_feed.track('kh_rot');
@@ -26,9 +42,7 @@ SELECT relid::regclass::text AS cur FROM ec_feed.segment
 WHERE id = pg_sequence_last_value('ec_feed.segment_current') \gset
 SELECT :'cur' AS current_segment;
 
--- segment 0: (relid, key, seq) as 0.1.0 made it; the segments made since
--- (relid, the key's hash as tokens carry it, seq)
-SELECT pg_get_indexdef('ec_feed.history_rel_key_idx'::regclass);
+-- the segments made since: (relid, the key's hash as tokens carry it, seq)
 SELECT pg_get_indexdef((:'cur' || '_rel_key_idx')::regclass);
 SELECT pg_get_functiondef('ec_feed._create_segment(integer)'::regprocedure)
 	   LIKE '%(relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq)%' AS new_segments_hashed;
@@ -101,7 +115,7 @@ DELETE FROM kh_big;
 SELECT op, length(key->>'k') AS key_length, changed FROM :cur
 WHERE relid = 'kh_big'::regclass ORDER BY seq;
 
-DROP TABLE kh_big, kh_a, kh_b, kh_n, kh_rot;
+DROP TABLE kh_big0, kh_big, kh_a, kh_b, kh_n, kh_rot;
 
 \c contrib_regression
 DROP DATABASE ec_kh_test;

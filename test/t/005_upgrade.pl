@@ -15,6 +15,10 @@
 #   - before the update, the new library serves the old SQL objects: stale
 #     tokens conflict or merge as above, visibility checks answer;
 #   - new writes are tracked as before.
+# Segment 0's key index is the one difference allowed: an update with
+# tracked tables keeps it on the jsonb key (a backend of a library before
+# 0.3.0 may still write there); an update of a database that never tracked
+# a table rebuilds it on the key's hash, as a fresh install has it.
 use strict;
 use warnings;
 
@@ -22,7 +26,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
-my @released = ('0.1.0', '0.2.0');
+my @released = ('0.1.0', '0.2.0', '0.3.0');
 
 my $node = PostgreSQL::Test::Cluster->new('upgrade');
 $node->init;
@@ -61,7 +65,7 @@ defs AS (
 					|| coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), ''), ', ' ORDER BY a.attnum)
 					FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 					WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '')
-				|| ' indexes=' || coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY 1)
+				|| ' indexes=' || coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), '; ' ORDER BY pg_get_indexdef(i.indexrelid))
 					FROM pg_index i WHERE i.indrelid = c.oid), '')
 				|| ' constraints=' || coalesce((SELECT string_agg(conname || ' ' || pg_get_constraintdef(oid), '; ' ORDER BY conname)
 					FROM pg_constraint WHERE conrelid = c.oid), '')
@@ -77,11 +81,33 @@ defs AS (
 			FROM pg_event_trigger WHERE oid = m.objid)
 		ELSE '' END AS def
 	FROM members m
+	-- segments after the first are data, made and dropped as the history
+	-- rotates (the 0.3.0 database made its spare one)
+	WHERE pg_describe_object(m.classid, m.objid, m.objsubid) !~ '^table ec_feed\.history_[0-9]+$'
 )
 SELECT string_agg(obj || E'\n  ' || coalesce(def, ''), E'\n' ORDER BY obj)
 	|| E'\nschema acl=' || (SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'ec_feed')
 FROM defs
 });
+}
+
+# segment 0's key index on the jsonb key (before 0.4.0) and on its hash
+my $seg0_key_hash = $node->safe_psql('fresh',
+	"SELECT pg_get_indexdef('ec_feed.history_rel_key_idx'::regclass)");
+like($seg0_key_hash, qr/jsonb_hash_extended\(key, '111477477041529'::bigint\)/,
+	'a fresh install indexes segment 0 by the hash of the key');
+(my $seg0_key_jsonb = $seg0_key_hash) =~ s/jsonb_hash_extended\(key, '111477477041529'::bigint\)/key/;
+
+# a database that never tracked a table: after the update it is a fresh install
+for my $old (@released)
+{
+	my $db = 'empty_' . ($old =~ s/\./_/gr);
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE EXTENSION ec_feed VERSION '$old'");
+	is($node->safe_psql($db, "SELECT pg_get_indexdef('ec_feed.history_rel_key_idx'::regclass)"),
+		$seg0_key_jsonb, "$old, nothing tracked: segment 0's key index is on the jsonb key before the update");
+	$node->safe_psql($db, 'ALTER EXTENSION ec_feed UPDATE');
+	is(schema_of($db), $fresh_schema, "$old, nothing tracked: the update gives exactly a fresh install");
 }
 
 # rows of read(cursor) as [op, id, version], and the progress cursor
@@ -144,7 +170,9 @@ for my $old (@released)
 	$node->safe_psql($db, 'ALTER EXTENSION ec_feed UPDATE');
 	is($node->safe_psql($db, "SELECT extversion FROM pg_extension WHERE extname = 'ec_feed'"),
 		$current, "$old: updated to $current");
-	is(schema_of($db), $fresh_schema, "$old: schema after the update equals a fresh install");
+	my $updated = schema_of($db);
+	ok($updated =~ s/\Q$seg0_key_jsonb\E/$seg0_key_hash/, "$old: segment 0 keeps its key index on the jsonb key");
+	is($updated, $fresh_schema, "$old: schema after the update equals a fresh install (but for that index)");
 
 	$node->safe_psql($db, q{
 		INSERT INTO items VALUES (12, 'a12', 'b12');
