@@ -23,6 +23,7 @@
 
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -32,6 +33,7 @@
 
 #include "ec_feed.h"
 #include "keyhistory.h"
+#include "partition.h"
 #include "rowaccess.h"
 #include "token.h"
 
@@ -394,6 +396,33 @@ ec_feed_update_if(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(datum);
 }
 
+/*
+ * The token of a delete this transaction just made through delete_if: the
+ * delete's version and our xid. Passed to ec_feed.get() or require_visible()
+ * on another server, it answers not_consistent (pending) until that server
+ * has the delete, so a read after one's own delete does not find the row
+ * there (read-your-writes for deletes). Where no history is recorded, the
+ * delete has no version of its own and the deleted row's version stands in:
+ * the xid alone decides visibility for such a table (visibility.c).
+ */
+static char *
+delete_token_text(Relation rel, RelEntry *entry, HeapTuple deleted, bool history_on)
+{
+	EcToken		token;
+	Jsonb	   *rowkey = ec_row_key(rel, &entry->shape, deleted);
+	bool		isnull;
+	int64		old_version = DatumGetInt64(heap_getattr(deleted, entry->shape.version_attnum,
+														 RelationGetDescr(rel), &isnull));
+
+	if (isnull)
+		return NULL;
+	token.relid = ec_tracked_root(rel);
+	token.key_hash = ec_key_hash(rowkey);
+	token.version = history_on ? ec_key_newest_version(rel, rowkey, old_version) : old_version;
+	token.xid = GetTopFullTransactionId();
+	return token.version == 0 ? NULL : ec_token_encode(&token);
+}
+
 /* ec_feed.delete_if(rel regclass, key jsonb, token text) → ec_feed.write_result */
 PG_FUNCTION_INFO_V1(ec_feed_delete_if);
 
@@ -471,6 +500,8 @@ ec_feed_delete_if(PG_FUNCTION_ARGS)
 	}
 
 	MemoryContextSwitchTo(outer);
+	if (row != NULL)
+		result.token = delete_token_text(rel, entry, row, history_on);
 	datum = result_datum(fcinfo, &result);
 	SPI_finish();
 	ec_rel_entry_leave();

@@ -325,3 +325,17 @@ ec_deleted_since(Relation rel, bool history_on, Jsonb *key, int64 token_version)
 	history_since(RelationGetRelid(rel), key, token_version, &hs);
 	return hs.deleted;
 }
+
+/*
+ * The newest version in the key's history after `version` (0 if none). Just
+ * after a delete of the key by this transaction, the delete's own version:
+ * the one its token names (ec_feed.delete_if).
+ */
+int64
+ec_key_newest_version(Relation rel, Jsonb *key, int64 version)
+{
+	HistorySince hs;
+
+	history_since(RelationGetRelid(rel), key, version, &hs);
+	return hs.last;
+}

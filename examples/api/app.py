@@ -30,8 +30,9 @@ PATCH  /patients/{id}   If-Match required: update_if (merging)  200 / 409 / 410 
 PUT    /patients/{id}   If-Match required: update_if(merge => false)  200 / 412 / 410 / 404
 DELETE /patients/{id}   If-Match required: delete_if  204 / 412 / 410 / 404
 Every write: no If-Match 428; a malformed tag or one of another row 412; a
-body that does not fit the table 422; a 200 or 201 carries the new
-Consistency-Token.  See README.md, "Over HTTP" and "HTTP mapping".
+body that does not fit the table 422; a 200, 201 or 204 carries the new
+Consistency-Token (a 204's names the delete: a GET with it on a standby
+that has not replayed the delete answers 503, not the deleted row).  See README.md, "Over HTTP" and "HTTP mapping".
 
 Needs python3-fastapi, python3-uvicorn and python3-psycopg (Debian 12).  One
 connection per request keeps it short; use a pool (psycopg_pool) in production.
@@ -206,8 +207,8 @@ def conditional(id, if_match, sql, params, conflict_status):
     except psycopg.Error as e:
         return error(e)
     if r["status"] in ("applied", "merged"):
-        if "delete_if" in sql:
-            return Response(status_code=204)
+        if "delete_if" in sql:     # the delete's token: a GET with it waits for the delete
+            return Response(status_code=204, headers={"Consistency-Token": r["token"]})
         return JSONResponse(r["current"], headers=etag(r["token"]))
     if r["status"] == "conflict":     # the body tells what changed; the tag is the row's now
         return JSONResponse(r, conflict_status, etag(r["token"]))

@@ -27,8 +27,10 @@ END;
 $$;
 
 -- A write_result with its token described: "newest" when it is the row's
--- current token (read after the write), "same as passed" when it is the
--- token the call was given. Saves the token under save_as.
+-- current token (read after the write), "the delete's" when the row is gone
+-- and it names the version of the key's delete in the history, "same as
+-- passed" when it is the token the call was given. Saves the token under
+-- save_as.
 CREATE FUNCTION tok_describe(r ec_feed.write_result, rel regclass, key jsonb, passed text, save_as text)
 RETURNS TABLE (status text, token text, current jsonb, requested jsonb, conflicts text[], changed_since text[])
 LANGUAGE plpgsql AS $$
@@ -41,7 +43,11 @@ BEGIN
 	RETURN QUERY SELECT r.status,
 		CASE WHEN r.token IS NULL THEN NULL
 			 ELSE concat_ws(', ',
-				CASE WHEN r.token = newest THEN 'newest' ELSE 'NOT THE NEWEST' END,
+				CASE WHEN r.token = newest THEN 'newest'
+					 WHEN newest IS NULL AND (tok_fields(r.token)).version =
+						(SELECT max(h.seq) FROM ec_feed.history h WHERE h.relid = rel
+						 AND h.key = tok_describe.key AND h.op = 'd') THEN 'the delete''s'
+					 ELSE 'NOT THE NEWEST' END,
 				CASE WHEN r.token = passed THEN 'same as passed' END) END,
 		r.current, r.requested, r.conflicts, r.changed_since;
 END;
@@ -267,6 +273,26 @@ CALL tok_save('kim3', ec_feed.token('tok_patient', '{"id": 3}'));
 UPDATE tok_patient SET bed = bed WHERE id = 3;
 SELECT * FROM tok_delete('tok_patient', '{"id": 3}', tok('kim3'));
 SELECT count(*) AS gone FROM tok_patient WHERE id = 3;
+-- the delete's token: get() with it answers not_found once the delete is
+-- visible (on a standby: not_consistent before, see 035_token_standby.pl);
+-- as a token of the row it conflicts with the row inserted again
+INSERT INTO tok_patient VALUES (5, 'Mo Sato', 'F-1', NULL);
+SELECT token AS mo_deleted FROM ec_feed.delete_if('tok_patient', '{"id": 5}',
+	ec_feed.token('tok_patient', '{"id": 5}')) \gset
+SELECT ec_feed.token_status(:'mo_deleted'),
+	   (SELECT status FROM ec_feed.get('tok_patient', '{"id": 5}', :'mo_deleted'));
+SELECT (tok_fields(:'mo_deleted')).version = (SELECT seq FROM ec_feed.history
+	WHERE relid = 'tok_patient'::regclass AND key = '{"id": 5}' AND op = 'd') AS names_the_delete;
+SELECT status, token FROM ec_feed.update_if('tok_patient', '{"id": 5}', :'mo_deleted', '{"bed": "F-2"}');
+INSERT INTO tok_patient VALUES (5, 'Mo Sato', 'F-1', NULL);
+SELECT status, conflicts, changed_since FROM ec_feed.update_if('tok_patient', '{"id": 5}', :'mo_deleted', '{"bed": "F-2"}');
+-- a delete rolled back: its token names a write that never existed
+BEGIN;
+SELECT token AS mo_undone FROM ec_feed.delete_if('tok_patient', '{"id": 5}',
+	ec_feed.token('tok_patient', '{"id": 5}')) \gset
+ROLLBACK;
+SELECT tok_try(format('SELECT ec_feed.token_status(%L)', :'mo_undone')) AS undone_delete;
+DELETE FROM tok_patient WHERE id = 5;
 
 -- history no longer retained (pruned by hand here): changed_since is NULL and
 -- any stale token is a conflict; a deletion can no longer be told: not_found

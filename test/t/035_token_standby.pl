@@ -2,7 +2,9 @@
 # with more than 64 subtransactions makes the standby's snapshots
 # suboverflowed, its own write stays pending there and a committed one is
 # visible; a token of a write rolled back to a savepoint is recognised on
-# the standby too (the history it is judged by replicates).
+# the standby too (the history it is judged by replicates). The token
+# delete_if returns makes a read after one's own delete wait for the
+# standby to replay it (0.4.0; before, that token was NULL).
 use strict;
 use warnings;
 
@@ -116,5 +118,27 @@ $primary->safe_psql('postgres', "COMMIT PREPARED 'tks_many'");
 $primary->wait_for_catchup($standby);
 is(on_standby("SELECT ec_feed.token_status('$prepared_token')"),
 	'visible', 'standby: the prepared write is visible after COMMIT PREPARED');
+
+# read-your-deletes: a standby that has not replayed the delete still has
+# the row; get() with the delete's token says so instead of finding it
+$primary->safe_psql('postgres', q{INSERT INTO tks_t VALUES (3, 'three')});
+$primary->wait_for_catchup($standby);
+$standby->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
+my $delete_token = $primary->safe_psql('postgres', q{
+SELECT token FROM ec_feed.delete_if('tks_t', '{"id": 3}', ec_feed.token('tks_t', '{"id": 3}'))
+	WHERE status = 'applied'});
+isnt($delete_token, '', 'delete_if returns a token for the delete');
+is(on_standby("SELECT ec_feed.token_status('$delete_token')"),
+	'pending', 'standby, replay paused: the delete is pending');
+is(on_standby("SELECT status FROM ec_feed.get('tks_t', '{\"id\": 3}')"),
+	'found', 'standby, replay paused: without the token the deleted row is found');
+is(on_standby("SELECT status FROM ec_feed.get('tks_t', '{\"id\": 3}', '$delete_token')"),
+	'not_consistent', 'standby, replay paused: get with the delete\'s token is not consistent');
+$standby->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
+$primary->wait_for_catchup($standby);
+is(on_standby("SELECT ec_feed.token_status('$delete_token')"),
+	'visible', 'standby, replayed: the delete is visible');
+is(on_standby("SELECT status FROM ec_feed.get('tks_t', '{\"id\": 3}', '$delete_token')"),
+	'not_found', 'standby, replayed: get with the delete\'s token answers not_found');
 
 done_testing();

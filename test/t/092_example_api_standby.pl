@@ -129,9 +129,24 @@ is(http(B => GET => '/patients/42')->{status}, 200, 'GET through the standby wit
 
 # a real 404: the standby has seen the write the token names, and the
 # delete after it
+# (read-your-deletes: the 204's Consistency-Token names the delete, so a
+# GET with it through a standby that has not replayed it does not answer
+# with the deleted row)
+pause_replay();
 $r = http(A => DELETE => '/patients/50', { 'If-Match' => qq{"$t50"} });
 is($r->{status}, 204, 'DELETE through A: 204');
+my $deleted50 = $r->{'consistency-token'};
+ok(defined $deleted50 && $deleted50 ne '' && $deleted50 ne $t50, "DELETE: 204 with the delete's Consistency-Token");
+is(http(B => GET => '/patients/50', { 'Consistency-Token' => $t50 })->{status}, 200,
+	'GET through the standby, replay paused, with the token of the insert: the row (stale)');
+$r = http(B => GET => '/patients/50', { 'Consistency-Token' => $deleted50 });
+is("$r->{status} $r->{json}{code}", '503 resource_not_consistent',
+	"GET through the standby, replay paused, with the delete's token: 503, not the deleted row");
+resume_replay();
 $primary->wait_for_catchup($standby);
+$r = http(B => GET => '/patients/50', { 'Consistency-Token' => $deleted50 });
+is("$r->{status} $r->{json}{code}", '404 not_found',
+	"GET through the standby, the delete replayed, with its token: a real 404");
 $r = http(B => GET => '/patients/50', { 'Consistency-Token' => $t50 });
 is("$r->{status} $r->{json}{code}", '404 not_found',
 	'GET through the standby, the token seen, the row deleted: a real 404');
