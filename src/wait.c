@@ -6,13 +6,17 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/xact.h"
+#include "catalog/pg_proc.h"
 #include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/plannodes.h"
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "tcop/pquery.h"
+#include "utils/lsyscache.h"
 #include "utils/portal.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -24,10 +28,63 @@
 #define EC_WAIT_STEP_MAX_MS		10
 
 static bool
-inert_expr(Node *node)
+not_immutable(Oid funcid, void *context)
 {
-	return node == NULL || IsA(node, Const) || IsA(node, Var) ||
-		(IsA(node, Param) && ((Param *) node)->paramkind == PARAM_EXTERN);
+	return func_volatile(funcid) != PROVOLATILE_IMMUTABLE;
+}
+
+/*
+ * Could evaluating this output column read a table with the statement's
+ * snapshot? Not if it is built of columns, constants, parameters and
+ * immutable functions and operators (rel->>'id', key->>'id', op = 'delete',
+ * CASE, COALESCE, ...), and of I/O conversions between built-in types
+ * (rel::text, version::text): their functions read at most the catalogs,
+ * through the catalog snapshot. Anything else (a subquery, a stable or
+ * volatile function, an aggregate) might, so it counts as reading.
+ */
+static bool
+may_read_with_snapshot(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	switch (nodeTag(node))
+	{
+		case T_Var:
+		case T_Const:
+		case T_List:
+		case T_RelabelType:
+		case T_BoolExpr:
+		case T_CaseExpr:
+		case T_CaseWhen:
+		case T_CaseTestExpr:
+		case T_CoalesceExpr:
+		case T_NullTest:
+		case T_BooleanTest:
+		case T_ArrayExpr:
+		case T_RowExpr:
+		case T_FieldSelect:
+			break;
+		case T_Param:
+			if (((Param *) node)->paramkind != PARAM_EXTERN)
+				return true;
+			break;
+		case T_CoerceViaIO:
+			if (exprType(node) >= FirstGenbkiObjectId ||
+				exprType((Node *) ((CoerceViaIO *) node)->arg) >= FirstGenbkiObjectId)
+				return true;
+			break;
+		case T_FuncExpr:
+		case T_OpExpr:
+		case T_DistinctExpr:
+		case T_NullIfExpr:
+		case T_ScalarArrayOpExpr:
+			if (check_functions_in_node(node, not_immutable, NULL))
+				return true;
+			break;
+		default:
+			return true;
+	}
+	return expression_tree_walker(node, may_read_with_snapshot, context);
 }
 
 /*
@@ -41,9 +98,9 @@ inert_expr(Node *node)
  *     SERIALIZABLE transaction keeps reading with its first snapshot (and
  *     could not see a write that becomes visible during the wait anyway);
  *   - the call is evaluated directly by the top-level statement, and that
- *     statement does nothing else afterwards: a SELECT without FROM (or FROM
- *     this function alone) whose other output columns are constants or
- *     parameters, with no data-modifying WITH;
+ *     statement reads nothing afterwards: a SELECT without FROM (or FROM
+ *     this function alone) whose other output columns read no table (see
+ *     may_read_with_snapshot), with no data-modifying WITH;
  *   - apart from that statement's own snapshot no snapshot is registered
  *     (an open cursor, an exported snapshot).
  * Arguments are evaluated before the call, so they may be anything.
@@ -82,7 +139,7 @@ ec_can_wait_without_snapshot(FunctionCallInfo fcinfo)
 
 			if (expr == self)
 				found = true;
-			else if (!inert_expr(expr))
+			else if (may_read_with_snapshot(expr, NULL))
 				return false;
 		}
 	}
@@ -95,7 +152,7 @@ ec_can_wait_without_snapshot(FunctionCallInfo fcinfo)
 			return false;
 		found = true;
 		foreach(lc, plan->targetlist)
-			if (!inert_expr((Node *) lfirst_node(TargetEntry, lc)->expr))
+			if (may_read_with_snapshot((Node *) lfirst_node(TargetEntry, lc)->expr, NULL))
 				return false;
 	}
 	if (!found)

@@ -248,8 +248,9 @@ class Consumer:
         untrack row (ec_feed 0.3.0: while its changes are retained, which
         this consumer's registration ensures).  Where `rels` cannot name it
         (55000, 42P01: a source before 0.3.0), read every table instead.
-        Only plain columns: read waits (wait_ms) only in a statement that does
-        nothing else, so `rel` comes as is, in binary (its OID)."""
+        Plain columns: a source before 0.4.0 waits (wait_ms) only for a
+        statement of plain columns, so `rel` comes as is, in binary (its
+        OID), not as rel::oid."""
         q = ("SELECT cursor, op, rel, key, version, data FROM ec_feed.read(%s, %s,"
              " %s::oid[]::regclass[], wait_ms => %s)")
         try:

@@ -29,9 +29,10 @@ $waiter->query_safe("SET application_name = 'waiter'");
 # start a waiting read; returns when its output shows the progress row
 sub start_wait
 {
-	my ($wait_ms) = @_;
+	my ($wait_ms, $more_columns) = @_;
+	my $columns = 'op, key, cursor' . ($more_columns ? ", $more_columns" : '');
 	$waiter->{stdout} = '';
-	$waiter->{stdin} .= "SELECT op, key, cursor FROM ec_feed.read('$cursor', 100, NULL, $wait_ms);\n\\echo WAIT_DONE\n";
+	$waiter->{stdin} .= "SELECT $columns FROM ec_feed.read('$cursor', 100, NULL, $wait_ms);\n\\echo WAIT_DONE\n";
 	$waiter->{run}->pump_nb;
 }
 
@@ -87,6 +88,27 @@ $waiter->{stderr} = '';
 $t0 = time();
 $node->safe_psql('postgres', "SELECT count(*) FROM ec_feed.read('$cursor', 100, NULL, 5000)");
 cmp_ok(1000 * (time() - $t0), '<', 4000, 'an aggregate over read() does not wait');
+# nor one whose other columns may read with its snapshot: a subquery, a
+# stable function
+for my $col ('(SELECT count(*) FROM other)', 'now()')
+{
+	$t0 = time();
+	$node->safe_psql('postgres', "SELECT op, $col FROM ec_feed.read('$cursor', 100, NULL, 5000)");
+	cmp_ok(1000 * (time() - $t0), '<', 4000, "read() next to $col does not wait");
+}
+# columns that read no table (casts between built-in types, immutable
+# functions and operators) let it wait: the commit ends it, not wait_ms
+start_wait(20000, "rel::text || '/' || (key->>'id') AS path, (key->>'id')::int + 0 AS n, CASE WHEN op = 'insert' THEN data->'v' END");
+usleep(300_000);
+$waiter->{run}->pump_nb;
+unlike($waiter->{stdout}, qr/WAIT_DONE/, 'read() with expressions over its columns waits');
+$t0 = time();
+$node->safe_psql('postgres', 'INSERT INTO items VALUES (100, 20)');
+@rows = finish_wait();
+$ms = 1000 * (time() - $t0);
+is(join(',', map { join(':', $_->[0], $_->[1], @$_[3 .. $#$_]) } @rows), 'insert:100:items/100:100:20,progress:',
+	'... and returns the committed change with the expressions');
+cmp_ok($ms, '<', 10000, "... after the commit ($ms ms), not at wait_ms");
 
 # latency: commit -> returned, one commit at a time
 my @latency;
