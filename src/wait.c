@@ -69,10 +69,16 @@ may_read_with_snapshot(Node *node, void *context)
 				return true;
 			break;
 		case T_CoerceViaIO:
-			if (exprType(node) >= FirstGenbkiObjectId ||
-				exprType((Node *) ((CoerceViaIO *) node)->arg) >= FirstGenbkiObjectId)
-				return true;
-			break;
+			{
+				Oid			from = exprType((Node *) ((CoerceViaIO *) node)->arg);
+				Oid			to = exprType(node);
+
+				/* a record's I/O runs its fields' types' functions, of any type */
+				if (from >= FirstGenbkiObjectId || to >= FirstGenbkiObjectId ||
+					type_is_rowtype(from) || type_is_rowtype(to))
+					return true;
+				break;
+			}
 		case T_FuncExpr:
 		case T_OpExpr:
 		case T_DistinctExpr:

@@ -82,8 +82,9 @@ defs AS (
 		ELSE '' END AS def
 	FROM members m
 	-- segments after the first are data, made and dropped as the history
-	-- rotates (the 0.3.0 database made its spare one)
-	WHERE pg_describe_object(m.classid, m.objid, m.objsubid) !~ '^table ec_feed\.history_[0-9]+$'
+	-- rotates (the 0.3.0 database made its spare one); on 17 and later
+	-- (not on 15) their row types are listed as members too
+	WHERE pg_describe_object(m.classid, m.objid, m.objsubid) !~ '^(table|type) ec_feed\.history_[0-9]+(\[\])?$'
 )
 SELECT string_agg(obj || E'\n  ' || coalesce(def, ''), E'\n' ORDER BY obj)
 	|| E'\nschema acl=' || (SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'ec_feed')

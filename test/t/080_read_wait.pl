@@ -89,8 +89,8 @@ $t0 = time();
 $node->safe_psql('postgres', "SELECT count(*) FROM ec_feed.read('$cursor', 100, NULL, 5000)");
 cmp_ok(1000 * (time() - $t0), '<', 4000, 'an aggregate over read() does not wait');
 # nor one whose other columns may read with its snapshot: a subquery, a
-# stable function
-for my $col ('(SELECT count(*) FROM other)', 'now()')
+# stable function, a record's output (its fields' types could be any)
+for my $col ('(SELECT count(*) FROM other)', 'now()', 'ROW(op, rel)::text')
 {
 	$t0 = time();
 	$node->safe_psql('postgres', "SELECT op, $col FROM ec_feed.read('$cursor', 100, NULL, 5000)");
