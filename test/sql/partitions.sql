@@ -55,8 +55,12 @@ SELECT status FROM ec_feed.update_if('prt_orders', '{"region": "eu", "id": 1}', 
 SELECT status, current->>'qty' AS qty, current->>'item' AS item
 FROM ec_feed.update_if('prt_orders', '{"region": "eu", "id": 1}', :'prt_tok1', '{"item": "apples"}');
 SELECT status, conflicts FROM ec_feed.update_if('prt_orders', '{"region": "eu", "id": 1}', :'prt_tok1', '{"qty": 12}');
-SELECT status FROM ec_feed.delete_if('prt_orders', '{"region": "eu", "id": 4}',
-									 ec_feed.token('prt_orders', '{"region": "eu", "id": 4}'));
+SELECT status, token AS prt_del4 FROM ec_feed.delete_if('prt_orders', '{"region": "eu", "id": 4}',
+									 ec_feed.token('prt_orders', '{"region": "eu", "id": 4}')) \gset
+SELECT :'status' AS status;
+-- the delete's token names the parent and the delete
+SELECT ec_feed.token_status(:'prt_del4'),
+	   (SELECT status FROM ec_feed.get('prt_orders', '{"region": "eu", "id": 4}', :'prt_del4'));
 -- a partition is named by its parent
 \set VERBOSITY default
 SELECT status FROM ec_feed.update_if('prt_orders_eu', '{"region": "eu", "id": 1}', :'prt_tok1', '{"qty": 13}');
