@@ -30,7 +30,7 @@ BEGIN
 		RETURN;
 	END IF;
 	DROP INDEX ec_feed.history_rel_key_idx;
-	-- the seed of ec_key_hash() (token.c), as in _create_segment()
+	-- the seed of ec_key_hash() (rowjson.c), as in _create_segment()
 	CREATE INDEX history_rel_key_idx ON ec_feed.history
 		(relid, pg_catalog.jsonb_hash_extended(key, 111477477041529), seq);
 END;

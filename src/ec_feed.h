@@ -104,6 +104,14 @@ extern int64 ec_row_version(TupleDesc desc, const EcRowShape *shape, HeapTuple t
 extern bool ec_attr_differs(TupleDesc desc, AttrNumber attnum, HeapTuple a, HeapTuple b);
 
 /*
+ * The hash of a key: tokens carry it, and the history's key index holds it
+ * (jsonb_hash_extended(key, EC_KEY_HASH_SEED); every segment since 0.3.0,
+ * and segment 0 of a new install since 0.4.0).
+ */
+#define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
+extern uint64 ec_key_hash(Jsonb *key);
+
+/*
  * The full form of a 32-bit xid taken from a snapshot (or the clog horizon)
  * that was read before next: it is at most next, and less than 2^31 behind.
  */
@@ -201,12 +209,6 @@ typedef struct EcToken
 	FullTransactionId xid;
 } EcToken;
 
-/*
- * The hash of a key (token.c): tokens carry it, and the history's key index
- * of 0.3.0 holds it (jsonb_hash_extended(key, EC_KEY_HASH_SEED)).
- */
-#define EC_KEY_HASH_SEED	INT64CONST(0x65635f6b6579)	/* "ec_key" */
-extern uint64 ec_key_hash(Jsonb *key);
 extern char *ec_token_encode(const EcToken *token);
 extern void ec_token_decode(const char *text, EcToken *token);
 

@@ -662,3 +662,12 @@ ec_row_data(Relation rel, const EcRowShape *shape, HeapTuple tuple)
 	}
 	return JsonbValueToJsonb(result);
 }
+
+/* A hash of a key object that agrees with jsonb equality ({"id":1} = {"id":1.0}). */
+uint64
+ec_key_hash(Jsonb *key)
+{
+	return DatumGetUInt64(DirectFunctionCall2(jsonb_hash_extended,
+											  JsonbPGetDatum(key),
+											  Int64GetDatum(EC_KEY_HASH_SEED)));
+}

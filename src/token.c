@@ -28,15 +28,6 @@
 #include "rowaccess.h"
 #include "token.h"
 
-/* A hash of a key object that agrees with jsonb equality ({"id":1} = {"id":1.0}). */
-uint64
-ec_key_hash(Jsonb *key)
-{
-	return DatumGetUInt64(DirectFunctionCall2(jsonb_hash_extended,
-											  JsonbPGetDatum(key),
-											  Int64GetDatum(EC_KEY_HASH_SEED)));
-}
-
 char *
 ec_token_encode(const EcToken *token)
 {
