@@ -50,6 +50,7 @@ static bool
 history_retained(Oid relid)
 {
 	const EcSegmentList *segments = ec_segments();
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	bool		found = false;
 
 	for (int i = 0; i < segments->n && !found; i++)
@@ -58,7 +59,6 @@ history_retained(Oid relid)
 		Relation	hist;
 		ScanKeyData key;
 		SysScanDesc scan;
-		Snapshot	snapshot;
 
 		if (!OidIsValid(seg->relid))
 			continue;
@@ -67,14 +67,13 @@ history_retained(Oid relid)
 			continue;			/* pruned meanwhile */
 		ScanKeyInit(&key, Anum_history_relid, BTEqualStrategyNumber, F_OIDEQ,
 					ObjectIdGetDatum(relid));
-		snapshot = RegisterSnapshot(GetLatestSnapshot());
 		scan = systable_beginscan(hist, seg->rel_index, OidIsValid(seg->rel_index),
 								  snapshot, 1, &key);
 		found = HeapTupleIsValid(systable_getnext(scan));
 		systable_endscan(scan);
-		UnregisterSnapshot(snapshot);
 		relation_close(hist, AccessShareLock);
 	}
+	UnregisterSnapshot(snapshot);
 	return found;
 }
 

@@ -22,20 +22,16 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "access/relscan.h"
 #include "access/table.h"
-#include "access/tableam.h"
-#include "utils/snapmgr.h"
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "executor/tuptable.h"
 #include "utils/array.h"
-#include "utils/fmgroids.h"
-#include "utils/fmgrprotos.h"
 #include "utils/inval.h"
-#include "utils/memutils.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
 #include "compat.h"
@@ -63,7 +59,7 @@
  * later change: the transaction must be retried (serialization failure).
  */
 static bool
-has_later_change(const EcChange *change)
+has_later_change(const EcChange *change, uint64 key_hash)
 {
 	const EcSegmentList *segments = ec_segments();
 	bool		other_later = false;
@@ -73,49 +69,27 @@ has_later_change(const EcChange *change)
 	{
 		const EcSegment *seg = &segments->segs[i];
 		Relation	history;
-		Relation	index;
-		IndexScanDesc scan;
-		ScanKeyData keys[3];
+		EcKeyScan	ks;
 		TupleTableSlot *slot;
-		bool		hashed;
 
 		if (!OidIsValid(seg->relid) || (seg->frozen && seg->max_version <= change->seq))
 			continue;
 		history = try_relation_open(seg->relid, AccessShareLock);
 		if (history == NULL)
 			continue;			/* pruned: holds nothing this recent */
-		index = index_open(seg->key_index, AccessShareLock);
-		hashed = ec_key_index_hashed(index);
-		slot = table_slot_create(history, NULL);
-		ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(change->relid));
-		if (hashed)
-			ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_INT8EQ,
-						Int64GetDatum((int64) ec_key_hash(change->key)));
-		else
-			ScanKeyInit(&keys[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(change->key));
-		ScanKeyInit(&keys[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(change->seq));
-		scan = index_beginscan(history, index, SnapshotSelf, 3, 0);
-		index_rescan(scan, keys, 3, NULL, 0);
-		while (!(other_later && own_later) &&
-			   index_getnext_slot(scan, ForwardScanDirection, slot))
+		ec_key_scan_begin(&ks, history, seg, SnapshotSelf, change->relid, change->key, key_hash,
+						  change->seq, true);
+		while (!(other_later && own_later) && (slot = ec_key_scan_next(&ks)) != NULL)
 		{
 			bool		isnull;
-			FullTransactionId writer;
+			FullTransactionId writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
 
-			/* a hash matches other keys too */
-			if (hashed &&
-				!DatumGetBool(DirectFunctionCall2(jsonb_eq, slot_getattr(slot, Anum_history_key, &isnull),
-												  JsonbPGetDatum(change->key))))
-				continue;
-			writer = DatumGetFullTransactionId(slot_getattr(slot, Anum_history_xid, &isnull));
 			if (FullTransactionIdEquals(writer, change->xid))
 				own_later = true;
 			else
 				other_later = true;
 		}
-		index_endscan(scan);
-		ExecDropSingleTupleTableSlot(slot);
-		index_close(index, AccessShareLock);
+		ec_key_scan_end(&ks);
 		relation_close(history, AccessShareLock);
 	}
 
@@ -217,7 +191,7 @@ history_index(Relation index)
  * from the row's values (and the key's hash).
  */
 static void
-history_insert(Relation history, HeapTuple tuple, Datum *values, bool *nulls)
+history_insert(Relation history, HeapTuple tuple, Datum *values, bool *nulls, uint64 key_hash)
 {
 	List	   *indexes;
 	ListCell   *lc;
@@ -237,9 +211,7 @@ history_insert(Relation history, HeapTuple tuple, Datum *values, bool *nulls)
 
 			if (i + 1 == hi->hash_column)
 			{
-				Jsonb	   *key = DatumGetJsonbP(values[Anum_history_key - 1]);
-
-				ivalues[i] = Int64GetDatum((int64) ec_key_hash(key));
+				ivalues[i] = Int64GetDatum((int64) key_hash);
 				inulls[i] = false;
 			}
 			else
@@ -261,12 +233,13 @@ void
 ec_history_append(EcChange *change)
 {
 	Relation	history;
+	uint64		key_hash = ec_key_hash(change->key);	/* the probe's and the index's */
 	Datum		values[Natts_history];
 	bool		nulls[Natts_history] = {false};
 	HeapTuple	tuple;
 
 	history = table_open(ec_segment_for_write(change->xid), RowExclusiveLock);
-	if (change->op == EC_OP_INSERT && has_later_change(change))
+	if (change->op == EC_OP_INSERT && has_later_change(change, key_hash))
 	{
 		int64		drawn = change->seq;
 
@@ -296,7 +269,7 @@ ec_history_append(EcChange *change)
 	 * can ever record a version twice.
 	 */
 	tuple = heap_form_tuple(RelationGetDescr(history), values, nulls);
-	history_insert(history, tuple, values, nulls);
+	history_insert(history, tuple, values, nulls, key_hash);
 	heap_freetuple(tuple);
 	table_close(history, RowExclusiveLock);
 }

@@ -28,15 +28,12 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
-#include "access/stratnum.h"
 #include "access/table.h"
-#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/fmgrprotos.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
@@ -87,42 +84,22 @@ compare_entries(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * Append the entries of (relid, key) from version on in one segment: a probe
- * of its key index, which holds the key's hash (then each entry's key is
- * compared) or, in a segment made before 0.3.0, the key.
- */
+/* Append the entries of (relid, key) from version on in one segment. */
 static void
 scan_entries(Relation history, const EcSegment *seg, Snapshot snapshot, Oid relid, Jsonb *key,
-			 int64 version, KeyEntry **entries, int *count, int *size)
+			 uint64 key_hash, int64 version, KeyEntry **entries, int *count, int *size)
 {
 	TupleDesc	desc = RelationGetDescr(history);
-	Relation	index = index_open(seg->key_index, AccessShareLock);
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(history, NULL);
-	ScanKeyData skey[3];
-	bool		hashed = ec_key_index_hashed(index);
+	EcKeyScan	ks;
+	TupleTableSlot *slot;
 
-	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
-	if (hashed)
-		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) ec_key_hash(key)));
-	else
-		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(key));
-	ScanKeyInit(&skey[2], 3, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(version));
-	scan = index_beginscan(history, index, snapshot, 3, 0);
-	index_rescan(scan, skey, 3, NULL, 0);
-	while (index_getnext_slot(scan, ForwardScanDirection, slot))
+	ec_key_scan_begin(&ks, history, seg, snapshot, relid, key, key_hash, version, false);
+	while ((slot = ec_key_scan_next(&ks)) != NULL)
 	{
 		KeyEntry   *e;
 		bool		isnull;
 		Datum		changed;
 
-		CHECK_FOR_INTERRUPTS();
-		/* a hash matches other keys too */
-		if (hashed &&
-			!DatumGetBool(DirectFunctionCall2(jsonb_eq, slot_getattr(slot, Anum_history_key, &isnull),
-											  JsonbPGetDatum(key))))
-			continue;
 		if (*count == *size)
 		{
 			*size *= 2;
@@ -140,9 +117,7 @@ scan_entries(Relation history, const EcSegment *seg, Snapshot snapshot, Oid reli
 		if (!isnull)
 			e->changed = PointerGetDatum(DatumGetArrayTypePCopy(changed));
 	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(index, AccessShareLock);
+	ec_key_scan_end(&ks);
 }
 
 /*
@@ -162,6 +137,8 @@ key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
 	int			size = 16;
 	KeyEntry   *entries = palloc(sizeof(KeyEntry) * size);
 	Jsonb	   *table_level = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("null")));
+	uint64		key_hash = ec_key_hash(key);
+	uint64		table_level_hash = ec_key_hash(table_level);
 
 	*count = 0;
 	*chained = true;
@@ -178,9 +155,9 @@ key_entries(Oid relid, Jsonb *key, int64 version, int *count, bool *chained)
 		/* entries written before 0.2.0's upgrade script ran name no prev */
 		if (RelationGetDescr(history)->natts < Anum_history_prev_version)
 			*chained = false;
-		scan_entries(history, seg, snapshot, relid, key, version,
+		scan_entries(history, seg, snapshot, relid, key, key_hash, version,
 					 &entries, count, &size);
-		scan_entries(history, seg, snapshot, relid, table_level, version,
+		scan_entries(history, seg, snapshot, relid, table_level, table_level_hash, version,
 					 &entries, count, &size);
 		relation_close(history, AccessShareLock);
 	}

@@ -34,6 +34,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
@@ -160,6 +161,61 @@ bool
 ec_key_index_hashed(Relation index)
 {
 	return index->rd_index->indkey.values[1] == InvalidAttrNumber;
+}
+
+/*
+ * Scan the entries of (relid, key) in one segment with seq from version on
+ * (after: above it), in seq order, through the segment's key index. It holds
+ * the key's hash (key_hash, ec_key_hash(key): a hash matches other keys too,
+ * so ec_key_scan_next compares each entry's key) or, in a segment made
+ * before 0.3.0, the key itself.
+ */
+void
+ec_key_scan_begin(EcKeyScan *ks, Relation history, const EcSegment *seg, Snapshot snapshot,
+				  Oid relid, Jsonb *key, uint64 key_hash, int64 version, bool after)
+{
+	ScanKeyData skey[3];
+
+	ks->index = index_open(seg->key_index, AccessShareLock);
+	ks->hashed = ec_key_index_hashed(ks->index);
+	ks->key = key;
+	ks->slot = table_slot_create(history, NULL);
+	ScanKeyInit(&skey[0], 1, BTEqualStrategyNumber, F_OIDEQ, ObjectIdGetDatum(relid));
+	if (ks->hashed)
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum((int64) key_hash));
+	else
+		ScanKeyInit(&skey[1], 2, BTEqualStrategyNumber, F_JSONB_EQ, JsonbPGetDatum(key));
+	if (after)
+		ScanKeyInit(&skey[2], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(version));
+	else
+		ScanKeyInit(&skey[2], 3, BTGreaterEqualStrategyNumber, F_INT8GE, Int64GetDatum(version));
+	ks->scan = index_beginscan(history, ks->index, snapshot, 3, 0);
+	index_rescan(ks->scan, skey, 3, NULL, 0);
+}
+
+/* The next entry of the key (in ks->slot), or NULL. */
+TupleTableSlot *
+ec_key_scan_next(EcKeyScan *ks)
+{
+	while (index_getnext_slot(ks->scan, ForwardScanDirection, ks->slot))
+	{
+		bool		isnull;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!ks->hashed ||
+			DatumGetBool(DirectFunctionCall2(jsonb_eq, slot_getattr(ks->slot, Anum_history_key, &isnull),
+											 JsonbPGetDatum(ks->key))))
+			return ks->slot;
+	}
+	return NULL;
+}
+
+void
+ec_key_scan_end(EcKeyScan *ks)
+{
+	index_endscan(ks->scan);
+	ExecDropSingleTupleTableSlot(ks->slot);
+	index_close(ks->index, AccessShareLock);
 }
 
 static void

@@ -5,8 +5,11 @@
 #ifndef EC_FEED_SEGMENT_H
 #define EC_FEED_SEGMENT_H
 
+#include "access/genam.h"
 #include "access/transam.h"
+#include "executor/tuptable.h"
 #include "nodes/nodes.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 
 #include "ec_feed.h"
@@ -42,5 +45,21 @@ extern bool ec_maintenance_due(void);
 extern void ec_auto_prune(void);
 extern bool ec_key_index_hashed(Relation index);
 extern bool ec_is_key_hash_expr(Node *expr);
+
+/* The entries of one key in a segment, through its key index (segment.c). */
+typedef struct EcKeyScan
+{
+	Relation	index;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Jsonb	   *key;
+	bool		hashed;			/* the index holds the key's hash: compare keys */
+} EcKeyScan;
+
+extern void ec_key_scan_begin(EcKeyScan *ks, Relation history, const EcSegment *seg,
+							  Snapshot snapshot, Oid relid, Jsonb *key, uint64 key_hash,
+							  int64 version, bool after);
+extern TupleTableSlot *ec_key_scan_next(EcKeyScan *ks);
+extern void ec_key_scan_end(EcKeyScan *ks);
 
 #endif							/* EC_FEED_SEGMENT_H */
